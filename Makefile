@@ -1,0 +1,58 @@
+# teams-connect — the commands the README promises.
+#   make run    start the whole system locally (gateway :3000, demo :8000, Nylas emulator :4010, moto :4566)
+#   make test   lint, type-check and every test suite (unit, emulator, local stack, integration, browser)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The Lambda runtime is python3.12: develop, test and compile bytecode with the same minor version.
+PYTHON ?= $(shell for p in python3.12 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12; do \
+             if [ -x "$$(command -v $$p 2>/dev/null)" ] && $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then command -v $$p; break; fi; done)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+REQS   := requirements-dev.txt layers/core/requirements.txt
+NYLAS_API ?= v3
+export NYLAS_API
+export PYTHONDONTWRITEBYTECODE :=
+
+.PHONY: help venv run test lint typecheck lint-template unit emulator-test local-test integration e2e browser bench build clean
+
+help:
+	@echo "make run    start everything locally (NYLAS_API=beta make run for the beta flavour)"
+	@echo "make test   lint + type-check + all tests (installs what it needs on first run)"
+	@echo "make bench  cold start / latency / round trips / size report"
+
+$(STAMP): $(REQS)
+	@test -n "$(PYTHON)" || { echo "Python 3.12 is required (the Lambda runtime's version); install it or set PYTHON=" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m local.run
+
+# Debian's Chromium for the browser tests (Playwright's own browser download cannot work on these machines).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy layers/core functions local
+
+lint-template: $(STAMP)
+	$(PY) -m local.lint_template
+
+test: $(STAMP) browser lint typecheck lint-template
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .aws-sam .build .hypothesis .pytest_cache .mypy_cache .ruff_cache
