@@ -1,0 +1,175 @@
+"""Local AWS: a moto server with the template's DynamoDB tables and seeded Secrets Manager secrets.
+
+Everything local uses fake credentials and us-east-1 (see `local_aws_environment`); nothing here can
+reach a real AWS account.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from local.template import TableDefinition, Template, load_template, table_definitions
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+DEFAULT_LOCAL_API_KEY = "local-dev-api-key"
+
+LOCAL_NYLAS_SECRET = {
+    "client_id": "local-nylas-client-id",
+    "api_key": "local-nylas-api-key",
+    "client_secret": "local-nylas-client-secret",
+}
+LOCAL_AZURE_SECRET = {"client_id": "local-azure-client-id", "client_secret": "local-azure-client-secret"}
+
+# Secret names locally; the ARNs moto returns are what the functions get (as the template's parameters).
+SECRET_NAMES = {
+    "NylasSecretArn": "teams-connect/local/nylas",
+    "AzureSecretArn": "teams-connect/local/azure",
+    "ApiKeysSecretArn": "teams-connect/local/api-keys",
+}
+
+
+def local_aws_environment(endpoint_url: str) -> dict[str, str]:
+    """The variables that point every boto3 client (ours, Powertools') at moto with fake credentials."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        **FAKE_CREDENTIALS,
+        "AWS_SESSION_TOKEN": "testing",
+        # Never read ~/.aws of the developer: a real profile must not leak into the local stack.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def client(service: str, endpoint_url: str) -> Any:
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@dataclass
+class LocalAws:
+    """A running moto server and what was created in it."""
+
+    url: str
+    server: ThreadedMotoServer
+    table_names: dict[str, str] = field(default_factory=dict)  # logical id -> table name
+    secret_arns: dict[str, str] = field(default_factory=dict)  # template parameter -> ARN
+    api_key: str = DEFAULT_LOCAL_API_KEY
+
+    def client(self, service: str) -> Any:
+        return client(service, self.url)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_moto(
+    host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0
+) -> tuple[ThreadedMotoServer, str]:
+    """Start moto's server in a thread; refuses a taken port (ThreadedMotoServer can hang on one)."""
+    if port == 0:
+        port = free_port(host)
+    elif not port_is_free(host, port):
+        raise RuntimeError(f"port {port} on {host} is already in use; moto cannot start there")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"moto did not start on {url}") from None
+            time.sleep(0.05)
+    return server, url
+
+
+def create_tables(
+    endpoint_url: str, definitions: Mapping[str, TableDefinition], *, prefix: str = ""
+) -> dict[str, str]:
+    """Create each template table (name = prefix + logical id) and enable its TTL; returns the names."""
+    dynamodb = client("dynamodb", endpoint_url)
+    names: dict[str, str] = {}
+    for logical_id, definition in definitions.items():
+        name = f"{prefix}{logical_id}"
+        dynamodb.create_table(TableName=name, **definition.create_table_kwargs)
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
+        )
+        if definition.ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": definition.ttl_attribute},
+            )
+        names[logical_id] = name
+    return names
+
+
+def create_secrets(endpoint_url: str, *, api_key: str = DEFAULT_LOCAL_API_KEY) -> dict[str, str]:
+    """Seed the three secrets with local values; returns template parameter name -> secret ARN."""
+    values = {
+        "NylasSecretArn": LOCAL_NYLAS_SECRET,
+        "AzureSecretArn": LOCAL_AZURE_SECRET,
+        "ApiKeysSecretArn": {"api_keys": [api_key]},
+    }
+    secretsmanager = client("secretsmanager", endpoint_url)
+    arns: dict[str, str] = {}
+    for parameter, name in SECRET_NAMES.items():
+        created = secretsmanager.create_secret(Name=name, SecretString=json.dumps(values[parameter]))
+        arns[parameter] = str(created["ARN"])
+    return arns
+
+
+def start_local_aws(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    template: Template | None = None,
+    api_key: str = DEFAULT_LOCAL_API_KEY,
+) -> LocalAws:
+    """moto + the template's tables + the seeded secrets."""
+    server, url = start_moto(host, port)
+    try:
+        tables = create_tables(url, table_definitions(template or load_template()))
+        secrets = create_secrets(url, api_key=api_key)
+    except BaseException:
+        server.stop()
+        raise
+    return LocalAws(url=url, server=server, table_names=tables, secret_arns=secrets, api_key=api_key)

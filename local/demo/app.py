@@ -1,0 +1,179 @@
+"""A tiny "SaaS app": its own origin, a Connect button, the return page, a Disconnect button.
+
+It talks to teams-connect only from its server side, with the backend API key, exactly as an
+integrating SaaS backend would: `POST /v1/sessions` -> redirect the browser to `connect_url`;
+on return `GET /v1/grants/{user_id}`; `DELETE /v1/grants/{user_id}` to disconnect.
+
+The user id travels in the return URL's query only because this demo has no login of its own; a real
+app takes it from its own session.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import quote, urlencode
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+DEFAULT_USER_ID = "demo-user"
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem;
+       color: #222; }
+h1 { font-size: 1.4rem; }
+form { margin: 1rem 0; }
+label { display: block; margin-bottom: .3rem; }
+input[type=text] { padding: .4rem; width: 16rem; }
+button { padding: .45rem 1rem; border: 0; border-radius: 4px; background: #4b53bc; color: #fff;
+         cursor: pointer; }
+button.secondary { background: #8a1c1c; }
+#result { padding: .8rem 1rem; border-radius: 4px; background: #f1f1f6; }
+#result.ok { background: #e5f4e8; }
+#result.error { background: #fbe9e9; }
+small { color: #666; }
+"""
+
+_SECURITY_HEADERS = {
+    # form-action also governs the redirect after POST /connect, which goes to teams-connect's origin.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    html = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
+        f"<body><h1>{escape(title)}</h1>{body}"
+        "<p><small>Demo SaaS app for the local teams-connect stack.</small></p></body></html>"
+    )
+    return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
+
+
+def _connect_form(user_id: str) -> str:
+    return (
+        '<form method="post" action="/connect">'
+        '<label for="user-id">User id in your app</label>'
+        f'<input type="text" id="user-id" name="user_id" value="{escape(user_id)}" required maxlength="256"> '
+        '<button type="submit" id="connect">Connect Microsoft Teams</button>'
+        "</form>"
+    )
+
+
+def _disconnect_form(user_id: str) -> str:
+    return (
+        '<form method="post" action="/disconnect">'
+        f'<input type="hidden" name="user_id" value="{escape(user_id)}">'
+        '<button type="submit" id="disconnect" class="secondary">Disconnect</button>'
+        "</form>"
+    )
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return f"http_{response.status_code}"
+
+
+def create_app(api_url: str, api_key: str, public_url: str = "http://127.0.0.1:8000") -> Starlette:
+    """The demo app; `api_url` is teams-connect's base URL, `public_url` this app's own origin."""
+    api_url = api_url.rstrip("/")
+    public_url = public_url.rstrip("/")
+    auth = {"authorization": f"Bearer {api_key}"}
+
+    def grant_url(user_id: str) -> str:
+        return f"{api_url}/v1/grants/{quote(user_id, safe='')}"
+
+    async def index(request: Request) -> Response:
+        user_id = request.query_params.get("user_id", DEFAULT_USER_ID)
+        return _page("Connect your calendar", _connect_form(user_id))
+
+    async def connect(request: Request) -> Response:
+        form = await request.form()
+        user_id = str(form.get("user_id") or "").strip()
+        if not user_id:
+            return _page(
+                "Connect your calendar", '<p id="result" class="error">A user id is needed.</p>', 400
+            )
+        return_to = f"{public_url}/return?{urlencode({'user_id': user_id})}"
+        async with httpx.AsyncClient(timeout=15.0) as http:
+            try:
+                created = await http.post(
+                    f"{api_url}/v1/sessions", json={"user_id": user_id, "return_to": return_to}, headers=auth
+                )
+            except httpx.HTTPError as exc:
+                reason = escape(type(exc).__name__)
+                body = f'<p id="result" class="error">teams-connect is unreachable: {reason}</p>'
+                return _page("Connect your calendar", body + _connect_form(user_id), 502)
+        if created.status_code != 201:
+            code = _error_code(created)
+            body = (
+                '<p id="result" class="error">Could not start: '
+                f'<span id="error-code">{escape(code)}</span></p>' + _connect_form(user_id)
+            )
+            return _page("Connect your calendar", body, 502)
+        return RedirectResponse(str(created.json()["connect_url"]), status_code=303)
+
+    async def returned(request: Request) -> Response:
+        params = request.query_params
+        user_id = params.get("user_id", "")
+        status = params.get("status", "")
+        if status == "connected" and user_id:
+            async with httpx.AsyncClient(timeout=15.0) as http:
+                grant = await http.get(grant_url(user_id), headers=auth)
+            if grant.status_code == 200:
+                data = grant.json()
+                body = (
+                    '<p id="result" class="ok">Connected: '
+                    f'<span id="mailbox">{escape(str(data.get("email", "")))}</span></p>'
+                    f"<p><small>user id {escape(user_id)}, provider {escape(str(data.get('provider', '')))}"
+                    "</small></p>" + _disconnect_form(user_id)
+                )
+                return _page("Microsoft Teams connected", body)
+            code = _error_code(grant)
+            body = (
+                '<p id="result" class="error">Connection failed: '
+                f'<span id="error-code">{escape(code)}</span></p>' + _connect_form(user_id or DEFAULT_USER_ID)
+            )
+            return _page("Connection failed", body)
+        code = params.get("error", "") or "unknown"
+        body = (
+            '<p id="result" class="error">Connection failed: '
+            f'<span id="error-code">{escape(code)}</span></p>' + _connect_form(user_id or DEFAULT_USER_ID)
+        )
+        return _page("Connection failed", body)
+
+    async def disconnect(request: Request) -> Response:
+        form = await request.form()
+        user_id = str(form.get("user_id") or "")
+        async with httpx.AsyncClient(timeout=15.0) as http:
+            deleted = await http.delete(grant_url(user_id), headers=auth)
+        if deleted.status_code == 204:
+            body = '<p id="result" class="ok">Disconnected.</p>' + _connect_form(user_id)
+            return _page("Microsoft Teams disconnected", body)
+        code = _error_code(deleted)
+        body = (
+            '<p id="result" class="error">Disconnect failed: '
+            f'<span id="error-code">{escape(code)}</span></p>' + _disconnect_form(user_id)
+        )
+        return _page("Disconnect failed", body, 502 if deleted.status_code >= 500 else 200)
+
+    return Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            Route("/connect", connect, methods=["POST"]),
+            Route("/return", returned, methods=["GET"]),
+            Route("/disconnect", disconnect, methods=["POST"]),
+        ]
+    )

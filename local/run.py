@@ -1,0 +1,90 @@
+"""`python -m local.run` (`make run`): the whole system locally until Ctrl-C.
+
+Environment: NYLAS_API (v3 | beta, default v3); ports TC_GATEWAY_PORT (3000), TC_DEMO_PORT (8000),
+TC_EMULATOR_PORT (4010), TC_MOTO_PORT (4566), 0 = any free port; TC_HOST (127.0.0.1);
+TC_API_KEY (the local backend API key, default local-dev-api-key).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from local.aws import DEFAULT_LOCAL_API_KEY
+from local.stack import Stack, start_stack
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SystemExit(f"{name} must be a port number (0-65535), not {raw!r}")
+    return int(raw)
+
+
+def banner(stack: Stack) -> str:
+    return "\n".join(
+        [
+            "",
+            f"teams-connect is running locally (Nylas API flavour: {stack.nylas_api})",
+            "",
+            f"  API gateway (template.yaml routes):  {stack.gateway_url}",
+            f"  Demo SaaS app:                        {stack.demo_url}/",
+            f"  Nylas emulator (consent page there):  {stack.emulator_url}",
+            f"  moto (DynamoDB, Secrets Manager):     {stack.moto_url}",
+            f"  Callback URL registered at Nylas:     {stack.callback_url}",
+            "",
+            f"  Local API key: {stack.api_key}",
+            "",
+            "Try it: open the demo page and click 'Connect Microsoft Teams', or:",
+            f"  curl -s -X POST {stack.gateway_url}/v1/sessions \\",
+            f"       -H 'Authorization: Bearer {stack.api_key}' -H 'Content-Type: application/json' \\",
+            f'       -d \'{{"user_id": "demo-user", "return_to": "{stack.demo_url}/return"}}\'',
+            "  then open the connect_url it returns in a browser.",
+            "",
+            "Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call otherwise
+    nylas_api = os.environ.get("NYLAS_API", "v3").strip() or "v3"
+    if nylas_api not in ("v3", "beta"):
+        print(f"NYLAS_API must be v3 or beta, not {nylas_api!r}", file=sys.stderr)
+        return 2
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    stack = start_stack(
+        nylas_api=nylas_api,
+        gateway_port=_int_env("TC_GATEWAY_PORT", 3000),
+        emulator_port=_int_env("TC_EMULATOR_PORT", 4010),
+        moto_port=_int_env("TC_MOTO_PORT", 4566),
+        demo_port=_int_env("TC_DEMO_PORT", 8000),
+        host=os.environ.get("TC_HOST", "127.0.0.1"),
+        api_key=os.environ.get("TC_API_KEY", "") or DEFAULT_LOCAL_API_KEY,
+    )
+    with stack:
+        print(banner(stack), flush=True)
+        while not stop_requested.wait(0.5):
+            pass
+        print("Stopping...", flush=True)
+    print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

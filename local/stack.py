@@ -1,0 +1,325 @@
+"""The whole system on this machine: moto, the Nylas emulator, the gateway (template.yaml's routes with
+the real handlers) and the demo SaaS page. `python -m local.run` (make run) and the tests start it.
+
+    with start_stack(nylas_api="beta", gateway_port=0, ...) as stack:
+        auth = {"authorization": f"Bearer {stack.api_key}"}
+        httpx.post(stack.gateway_url + "/v1/sessions", headers=auth, json={"user_id": "u1"})
+
+The functions' environment is resolved from template.yaml (`Globals.Function.Environment`) with local
+parameter values and written into os.environ (handlers read their configuration from there, once per
+"container", i.e. per process); `stop()` restores the previous environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from local.aws import (
+    DEFAULT_LOCAL_API_KEY,
+    LOCAL_AZURE_SECRET,
+    LOCAL_NYLAS_SECRET,
+    local_aws_environment,
+    start_local_aws,
+)
+from local.gateway import API_ID, create_app
+from local.template import function_environment, load_template
+
+LOG = logging.getLogger("local.stack")
+
+# The Graph scopes the connector/integration asks for by default (calendar + Teams meetings).
+DEFAULT_SCOPES = [
+    "User.Read",
+    "offline_access",
+    "openid",
+    "profile",
+    "Calendars.ReadWrite",
+    "OnlineMeetings.ReadWrite",
+]
+
+
+@dataclass
+class Stack:
+    nylas_api: str
+    gateway_url: str
+    emulator_url: str
+    demo_url: str
+    moto_url: str
+    api_key: str
+    environment: dict[str, str]
+    table_names: dict[str, str]
+    secret_arns: dict[str, str]
+    _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.gateway_url}/connect/callback"
+
+    def stop(self) -> None:
+        """Stop everything that was started, last first; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:
+                LOG.exception("error while stopping the local stack")
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- uvicorn in a thread
+
+
+@dataclass
+class ServedApp:
+    server: uvicorn.Server
+    thread: threading.Thread
+    sock: socket.socket
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (0 = a free port): the URL is known before the app starts."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError(f"cannot listen on {host}:{port}: {exc}") from exc
+    sock.listen(128)
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve_app(app: Any, sock: socket.socket, *, name: str, timeout: float = 10.0) -> ServedApp:
+    """Run `app` with uvicorn in a daemon thread on an already bound socket; returns once it serves."""
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{name}", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"{name} did not start on {socket_url(sock)}")
+        time.sleep(0.02)
+    return ServedApp(server, thread, sock)
+
+
+# --------------------------------------------------------------------------- the Nylas side
+
+
+def setup_nylas_side(
+    *,
+    nylas_api: str,
+    nylas_base_url: str,
+    callback_url: str,
+    nylas_secret: Mapping[str, str],
+    azure_secret: Mapping[str, str],
+    tenant: str = "common",
+    scopes: list[str] | None = None,
+) -> None:
+    """Register the Azure app and our callback at Nylas (here: the emulator), once per start.
+
+    Stand-in until the shared setup module (also used by the deploy-time custom resource) exists.
+    v3: the Microsoft connector + the callback as a web redirect URI. beta: the Microsoft integration.
+    """
+    scope = scopes or DEFAULT_SCOPES
+    settings = {
+        "client_id": azure_secret["client_id"],
+        "client_secret": azure_secret["client_secret"],
+        "tenant": tenant,
+    }
+    with httpx.Client(base_url=nylas_base_url, timeout=10.0) as http:
+        if nylas_api == "v3":
+            headers = {"authorization": f"Bearer {nylas_secret['api_key']}"}
+            created = http.post(
+                "/v3/connectors",
+                json={"provider": "microsoft", "settings": settings, "scope": scope},
+                headers=headers,
+            )
+            if created.status_code == 409:  # one connector per provider: update it instead
+                created = http.patch(
+                    "/v3/connectors/microsoft", json={"settings": settings, "scope": scope}, headers=headers
+                )
+            _check(created, "v3 connector")
+            uri = http.post(
+                "/v3/applications/redirect-uris",
+                json={"url": callback_url, "platform": "web"},
+                headers=headers,
+            )
+            _check(uri, "v3 redirect URI")
+        elif nylas_api == "beta":
+            basic = base64.b64encode(
+                f"{nylas_secret['client_id']}:{nylas_secret['client_secret']}".encode()
+            ).decode()
+            headers = {"authorization": f"Basic {basic}"}
+            body = {
+                "name": "teams-connect (local)",
+                "provider": "microsoft",
+                "settings": settings,
+                "redirect_uris": [callback_url],
+                "expires_in": 1209600,
+                "scope": scope,
+            }
+            created = http.post("/connect/integrations", json=body, headers=headers)
+            if created.status_code in (400, 409) and "exist" in created.text.lower():
+                created = http.patch(
+                    "/connect/integrations/microsoft",
+                    json={k: v for k, v in body.items() if k != "provider"},
+                    headers=headers,
+                )
+            _check(created, "beta integration")
+        else:
+            raise ValueError(f"unknown Nylas API flavour {nylas_api!r}")
+
+
+def _check(response: httpx.Response, what: str) -> None:
+    if response.status_code >= 300:
+        raise RuntimeError(f"Nylas setup failed ({what}): {response.status_code} {response.text[:500]}")
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def _emulator(host: str, port: int) -> tuple[str, Callable[[], None]]:
+    """Start the Nylas emulator (local/nylas_emulator) on host:port; returns its URL and a stop()."""
+    from local.nylas_emulator.config import EmulatorConfig  # the emulator is optional for importing us
+    from local.nylas_emulator.server import serve_in_thread
+
+    config = EmulatorConfig(
+        host=host,
+        port=port,
+        client_id=LOCAL_NYLAS_SECRET["client_id"],
+        api_key=LOCAL_NYLAS_SECRET["api_key"],
+        client_secret=LOCAL_NYLAS_SECRET["client_secret"],
+        public_url=None,  # = http://host:<bound port>
+    )
+    running = serve_in_thread(config, port=port)
+    return str(running.url).rstrip("/"), running.stop
+
+
+def start_stack(
+    *,
+    nylas_api: str = "v3",
+    gateway_port: int = 3000,
+    emulator_port: int = 4010,
+    moto_port: int = 4566,
+    demo_port: int = 8000,
+    host: str = "127.0.0.1",
+    api_key: str = DEFAULT_LOCAL_API_KEY,
+    parameter_overrides: Mapping[str, Any] | None = None,
+) -> Stack:
+    """Start moto (tables + secrets), the emulator (+ Nylas setup), the gateway and the demo page.
+
+    A port of 0 picks a free one. `parameter_overrides` are extra template parameter values
+    (e.g. `{"SessionTtlSeconds": 60}`).
+    """
+    if nylas_api not in ("v3", "beta"):
+        raise ValueError(f"nylas_api must be v3 or beta, not {nylas_api!r}")
+    template = load_template()
+    saved_environ = dict(os.environ)
+
+    def restore_environ() -> None:
+        os.environ.clear()
+        os.environ.update(saved_environ)
+
+    stops: list[Callable[[], None]] = [restore_environ]
+    try:
+        # Bound now, served later: the gateway's and the demo's URLs are part of the configuration.
+        gateway_sock = bind_socket(host, gateway_port)
+        stops.append(gateway_sock.close)
+        demo_sock = bind_socket(host, demo_port)
+        stops.append(demo_sock.close)
+        gateway_url, demo_url = socket_url(gateway_sock), socket_url(demo_sock)
+
+        aws = start_local_aws(host=host, port=moto_port, template=template, api_key=api_key)
+        stops.append(aws.stop)
+
+        emulator_url, stop_emulator = _emulator(host, emulator_port)
+        stops.append(stop_emulator)
+
+        parameter_values: dict[str, Any] = {
+            "NylasApi": nylas_api,
+            "NylasRegion": "us",
+            "NylasBaseUrl": emulator_url,
+            "AzureTenant": "common",
+            "AllowedReturnUrls": f"{demo_url}/return",
+            "PublicBaseUrl": gateway_url,
+            **aws.secret_arns,
+            **(parameter_overrides or {}),
+        }
+        resolved = {**aws.table_names, "HttpApi": API_ID}
+        environment = {
+            **function_environment(template, parameter_values, resolved),
+            **local_aws_environment(aws.url),
+            # No X-Ray daemon locally.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        setup_nylas_side(
+            nylas_api=nylas_api,
+            nylas_base_url=emulator_url,
+            callback_url=f"{environment['PUBLIC_BASE_URL']}/connect/callback",
+            nylas_secret=LOCAL_NYLAS_SECRET,
+            azure_secret=LOCAL_AZURE_SECRET,
+            tenant=environment["AZURE_TENANT"],
+        )
+        # Before the gateway serves anything: the handlers are imported lazily, after this.
+        os.environ.update(environment)
+
+        from local.demo import create_app as create_demo_app
+
+        gateway = serve_app(create_app(template), gateway_sock, name="gateway")
+        stops.append(gateway.stop)
+        demo = serve_app(create_demo_app(gateway_url, api_key, demo_url), demo_sock, name="demo")
+        stops.append(demo.stop)
+    except BaseException:
+        for stop in reversed(stops):
+            try:
+                stop()
+            except Exception:
+                LOG.exception("error while cleaning up a failed start")
+        raise
+
+    return Stack(
+        nylas_api=nylas_api,
+        gateway_url=gateway_url,
+        emulator_url=emulator_url,
+        demo_url=demo_url,
+        moto_url=aws.url,
+        api_key=api_key,
+        environment=environment,
+        table_names=dict(aws.table_names),
+        secret_arns=dict(aws.secret_arns),
+        _stops=stops,
+    )
