@@ -12,23 +12,24 @@ parameter values and written into os.environ (handlers read their configuration 
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-import httpx
 import uvicorn
 
 from local.aws import (
     DEFAULT_LOCAL_API_KEY,
-    LOCAL_AZURE_SECRET,
+    FAKE_CREDENTIALS,
     LOCAL_NYLAS_SECRET,
+    REGION,
     local_aws_environment,
     start_local_aws,
 )
@@ -36,16 +37,6 @@ from local.gateway import API_ID, create_app
 from local.template import function_environment, load_template
 
 LOG = logging.getLogger("local.stack")
-
-# The Graph scopes the connector/integration asks for by default (calendar + Teams meetings).
-DEFAULT_SCOPES = [
-    "User.Read",
-    "offline_access",
-    "openid",
-    "profile",
-    "Calendars.ReadWrite",
-    "OnlineMeetings.ReadWrite",
-]
 
 
 @dataclass
@@ -144,69 +135,48 @@ def setup_nylas_side(
     nylas_api: str,
     nylas_base_url: str,
     callback_url: str,
-    nylas_secret: Mapping[str, str],
-    azure_secret: Mapping[str, str],
+    secret_arns: Mapping[str, str],
+    moto_url: str,
     tenant: str = "common",
-    scopes: list[str] | None = None,
-) -> None:
-    """Register the Azure app and our callback at Nylas (here: the emulator), once per start.
-
-    Stand-in until the shared setup module (also used by the deploy-time custom resource) exists.
-    v3: the Microsoft connector + the callback as a web redirect URI. beta: the Microsoft integration.
+) -> list[str]:
+    """Set up the Nylas side (here: the emulator) with the same code as the deploy-time custom resource
+    and `python -m tools.nylas_setup`: v3 → Microsoft connector + callback URI; beta → Microsoft
+    integration. Credentials are read from (local) Secrets Manager. Returns the report's lines.
     """
-    scope = scopes or DEFAULT_SCOPES
-    settings = {
-        "client_id": azure_secret["client_id"],
-        "client_secret": azure_secret["client_secret"],
-        "tenant": tenant,
-    }
-    with httpx.Client(base_url=nylas_base_url, timeout=10.0) as http:
-        if nylas_api == "v3":
-            headers = {"authorization": f"Bearer {nylas_secret['api_key']}"}
-            created = http.post(
-                "/v3/connectors",
-                json={"provider": "microsoft", "settings": settings, "scope": scope},
-                headers=headers,
-            )
-            if created.status_code == 409:  # one connector per provider: update it instead
-                created = http.patch(
-                    "/v3/connectors/microsoft", json={"settings": settings, "scope": scope}, headers=headers
-                )
-            _check(created, "v3 connector")
-            uri = http.post(
-                "/v3/applications/redirect-uris",
-                json={"url": callback_url, "platform": "web"},
-                headers=headers,
-            )
-            _check(uri, "v3 redirect URI")
-        elif nylas_api == "beta":
-            basic = base64.b64encode(
-                f"{nylas_secret['client_id']}:{nylas_secret['client_secret']}".encode()
-            ).decode()
-            headers = {"authorization": f"Basic {basic}"}
-            body = {
-                "name": "teams-connect (local)",
-                "provider": "microsoft",
-                "settings": settings,
-                "redirect_uris": [callback_url],
-                "expires_in": 1209600,
-                "scope": scope,
-            }
-            created = http.post("/connect/integrations", json=body, headers=headers)
-            if created.status_code in (400, 409) and "exist" in created.text.lower():
-                created = http.patch(
-                    "/connect/integrations/microsoft",
-                    json={k: v for k, v in body.items() if k != "provider"},
-                    headers=headers,
-                )
-            _check(created, "beta integration")
-        else:
-            raise ValueError(f"unknown Nylas API flavour {nylas_api!r}")
+    _ensure_layer_on_path()
+    import boto3
+
+    from teams_connect.setup import DEFAULT_SCOPES, SetupSpec, ensure
+
+    secretsmanager = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_url,
+        region_name=REGION,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    flavour: Literal["v3", "beta"] = "beta" if nylas_api == "beta" else "v3"
+    spec = SetupSpec(
+        flavour=flavour,
+        base_url=nylas_base_url,
+        tenant=tenant,
+        callback_url=callback_url,
+        scopes=DEFAULT_SCOPES[flavour],
+        integration_name="teams-connect (local)",
+    )
+    report = ensure(
+        spec,
+        nylas_secret_arn=secret_arns["NylasSecretArn"],
+        azure_secret_arn=secret_arns["AzureSecretArn"],
+        client=secretsmanager,
+    )
+    return list(report.lines())
 
 
-def _check(response: httpx.Response, what: str) -> None:
-    if response.status_code >= 300:
-        raise RuntimeError(f"Nylas setup failed ({what}): {response.status_code} {response.text[:500]}")
+def _ensure_layer_on_path() -> None:
+    layer = str(Path(__file__).resolve().parent.parent / "layers" / "core")
+    if layer not in sys.path:
+        sys.path.insert(0, layer)
 
 
 # --------------------------------------------------------------------------- the stack
@@ -286,14 +256,15 @@ def start_stack(
             # No X-Ray daemon locally.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
-        setup_nylas_side(
+        for line in setup_nylas_side(
             nylas_api=nylas_api,
             nylas_base_url=emulator_url,
             callback_url=f"{environment['PUBLIC_BASE_URL']}/connect/callback",
-            nylas_secret=LOCAL_NYLAS_SECRET,
-            azure_secret=LOCAL_AZURE_SECRET,
+            secret_arns=aws.secret_arns,
+            moto_url=aws.url,
             tenant=environment["AZURE_TENANT"],
-        )
+        ):
+            LOG.info("nylas setup: %s", line)
         # Before the gateway serves anything: the handlers are imported lazily, after this.
         os.environ.update(environment)
 

@@ -1,0 +1,1 @@
+"""teams-connect core: the shared layer every function imports."""

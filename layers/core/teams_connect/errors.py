@@ -1,0 +1,123 @@
+"""Domain errors and THE single mapping from an error to an HTTP status and JSON body.
+
+Every error carries a contract `code`. Browser-flow errors may also carry the session's stored,
+already validated `return_to` so the callback can redirect there (never to request data).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ConnectError(Exception):
+    """Base of every error the service answers with. `code` is the contract's machine code."""
+
+    code: ClassVar[str] = "server_error"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Something went wrong. Please try again."
+
+    def __init__(self, message: str | None = None, *, return_to: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.return_to = return_to
+
+
+# --- browser flow (codes of contract.md "When the flow ends") -------------------------------
+class SessionInvalid(ConnectError):
+    code = "session_invalid"
+    status = 400
+    default_message = "This sign-in link is not valid. Please start again from the app."
+
+
+class SessionExpired(ConnectError):
+    code = "session_expired"
+    status = 410
+    default_message = "This sign-in link has expired. Please start again from the app."
+
+
+class SessionUsed(ConnectError):
+    code = "session_used"
+    status = 409
+    default_message = "This sign-in link has already been used. Please start again from the app."
+
+
+class BrowserMismatch(ConnectError):
+    code = "browser_mismatch"
+    status = 403
+    default_message = "This sign-in was started in another browser. Please start again here."
+
+
+class GrantInvalid(ConnectError):
+    code = "grant_invalid"
+    status = 502
+    default_message = "Microsoft or Nylas did not confirm the connection. Please try again."
+
+
+class AccountAlreadyLinked(ConnectError):
+    code = "account_already_linked"
+    status = 409
+    default_message = "This Microsoft account is already connected to another user."
+
+
+class AccessDenied(ConnectError):
+    code = "access_denied"
+    status = 403
+    default_message = "The connection was cancelled or access was not granted."
+
+
+class UpstreamUnavailable(ConnectError):
+    code = "upstream_unavailable"
+    status = 503
+    default_message = "The service is temporarily unavailable. Please try again in a moment."
+
+
+class ServerError(ConnectError):
+    code = "server_error"
+    status = 500
+
+
+# --- backend API -----------------------------------------------------------------------------
+class Unauthorized(ConnectError):
+    code = "unauthorized"
+    status = 401
+    default_message = "Missing or invalid API key."
+
+
+class InvalidRequest(ConnectError):
+    code = "invalid_request"
+    status = 400
+    default_message = "The request is not valid."
+
+
+class PayloadTooLarge(ConnectError):
+    code = "payload_too_large"
+    status = 413
+    default_message = "The request body is too large."
+
+
+class ReturnToNotAllowed(ConnectError):
+    code = "return_to_not_allowed"
+    status = 400
+    default_message = "return_to is not in the allow-list."
+
+
+class NotFound(ConnectError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class Conflict(ConnectError):
+    code = "conflict"
+    status = 409
+    default_message = "The record changed concurrently; retry the request."
+
+
+def to_http(error: BaseException) -> tuple[int, dict[str, Any]]:
+    """THE mapping: any exception → (HTTP status, contract JSON error body).
+
+    Unknown exceptions become a generic 500 `server_error` (their text is never shown).
+    """
+    if not isinstance(error, ConnectError):
+        error = ServerError()
+    return error.status, {"error": {"code": error.code, "message": error.message}}

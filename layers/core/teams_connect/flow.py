@@ -1,0 +1,361 @@
+"""The use cases, flavour-agnostic: create a session, start, complete, look up, disconnect.
+
+The flow talks to one `NylasPort` chosen by the settings; the clock is injectable.
+DynamoDB / Nylas calls per use case:
+- create_session: 1 PutItem.
+- start: 1 conditional UpdateItem (+ v3: 0 Nylas calls; beta: 1 `POST /connect/auth`).
+- complete: 1 conditional UpdateItem (consume) + 1 Nylas call + 1 TransactWriteItems that also
+  marks the session completed (failure paths add one best-effort session write).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from teams_connect import security
+from teams_connect.config import Settings
+from teams_connect.errors import (
+    AccessDenied,
+    AccountAlreadyLinked,
+    ConnectError,
+    GrantInvalid,
+    InvalidRequest,
+    NotFound,
+    ServerError,
+    SessionInvalid,
+    SessionUsed,
+    UpstreamUnavailable,
+)
+from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, NylasPort, PendingFlow
+from teams_connect.observability import logger
+from teams_connect.secrets import SecretsProvider
+from teams_connect.store import (
+    AlreadyCompleted,
+    GrantRecord,
+    GrantStore,
+    SessionStore,
+    StartData,
+    Superseded,
+    dynamodb_client,
+)
+
+_SESSION_FIELDS = frozenset({"user_id", "return_to", "login_hint", "account_id"})
+_CALLBACK_ERRORS: dict[str, type[ConnectError]] = {
+    AccessDenied.code: AccessDenied,
+    GrantInvalid.code: GrantInvalid,
+    UpstreamUnavailable.code: UpstreamUnavailable,
+}
+
+
+def iso_utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSession:
+    session_id: str
+    connect_url: str
+    expires_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "connect_url": self.connect_url,
+            "expires_at": iso_utc(self.expires_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BindingCookie:
+    name: str
+    value: str = field(repr=False)
+    max_age: int
+    secure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    location: str = field(repr=False)
+    cookie: BindingCookie
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackOutcome:
+    """How the callback ended. `error` is None on success; `return_to` is the stored value."""
+
+    return_to: str | None
+    error: ConnectError | None = None
+    clear_cookie: BindingCookie | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.error is None
+
+
+def grant_json(record: GrantRecord) -> dict[str, Any]:
+    return {
+        "user_id": record.user_id,
+        "grant_id": record.grant_id,
+        "email": record.email,
+        "provider": record.provider,
+        "status": record.status,
+        "scopes": list(record.scopes),
+        "connected_at": iso_utc(record.connected_at),
+        "updated_at": iso_utc(record.updated_at),
+    }
+
+
+class ConnectFlow:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: SessionStore,
+        grants: GrantStore,
+        secrets: SecretsProvider,
+        nylas: NylasPort | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.grants = grants
+        self.secrets = secrets
+        self._nylas = nylas
+        self._clock = clock
+
+    @property
+    def nylas(self) -> NylasPort:
+        if self._nylas is None:
+            raise ServerError("This function was built without a Nylas adapter.")
+        return self._nylas
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    # --- backend API ------------------------------------------------------------------------
+    def authenticate(self, authorization: str | None) -> None:
+        """Constant-time check of `Authorization: Bearer <key>` against every configured key."""
+        security.authenticate_bearer(authorization, self.secrets.api_keys())
+
+    def create_session(self, body: object) -> CreatedSession:
+        if not isinstance(body, dict):
+            raise InvalidRequest("The body must be a JSON object.")
+        unknown = set(body) - _SESSION_FIELDS
+        if unknown:
+            raise InvalidRequest("Unknown fields: " + ", ".join(sorted(str(k)[:40] for k in unknown)[:5]))
+        user_id = security.check_user_id(body.get("user_id"))
+        return_to = None
+        if "return_to" in body:
+            return_to = security.validate_return_to(body["return_to"], self.settings.allowed_return_urls)
+        login_hint = _optional(body, "login_hint", security.EMAIL_RE, 320, "an email address")
+        account_id = _optional(body, "account_id", security.ACCOUNT_ID_RE, 256, "an account id")
+        session_id = security.new_session_id()
+        record = self.sessions.create(
+            session_id=session_id,
+            user_id=user_id,
+            now=self.now(),
+            ttl_seconds=self.settings.session_ttl_seconds,
+            return_to=return_to,
+            login_hint=login_hint,
+            account_id=account_id,
+        )
+        logger.info("session created", extra={"session": security.hash_prefix(session_id)})
+        connect_url = f"{self.settings.public_base_url}/connect/start?session={session_id}"
+        return CreatedSession(session_id=session_id, connect_url=connect_url, expires_at=record.expires_at)
+
+    def get_grant(self, user_id: str) -> GrantRecord:
+        record = self.grants.get(security.check_user_id(user_id))
+        if record is None:
+            raise NotFound("This user has no grant.")
+        return record
+
+    def disconnect(self, user_id: str, *, deadline: float | None = None) -> None:
+        """Revoke at Nylas (already gone is fine), then delete USER# and GRANT# together.
+        If Nylas cannot be reached the record stays (503)."""
+        record = self.get_grant(user_id)
+        self.nylas.revoke(record.grant_id, deadline=deadline)
+        self.grants.delete(record.user_id, record.grant_id)
+        logger.info("grant disconnected", extra={"user": security.hash_prefix(record.user_id)})
+
+    # --- browser flow -------------------------------------------------------------------------
+    def start(self, session_id: str | None, *, deadline: float | None = None) -> StartOutcome:
+        if session_id is None or not security.SESSION_ID_RE.match(session_id):
+            raise SessionInvalid()
+        nylas = self.nylas
+        state = security.new_state(session_id)
+        nonce = security.new_binding_nonce()
+        verifier = security.new_code_verifier()
+        state_hash = security.sha256_hex(state)
+        logger.append_keys(flow=state_hash[:12])
+        data = StartData(
+            state_hash=state_hash,
+            binding_hash=security.sha256_hex(nonce),
+            code_verifier=verifier,
+            nylas_api=nylas.flavour,
+            nylas_base_url=nylas.base_url,
+            client_id=nylas.client_id(),
+            provider=PROVIDER,
+        )
+        record = self.sessions.start(session_id, data, now=self.now())
+        request = BeginRequest(
+            state=state,
+            code_verifier=verifier,
+            redirect_uri=self.settings.callback_url,
+            login_hint=record.login_hint,
+            account_id=record.account_id,
+        )
+        try:
+            location = nylas.begin(request, deadline=deadline)
+        except ConnectError as exc:
+            self.sessions.unstart(session_id, state_hash=state_hash)
+            exc.return_to = record.return_to
+            raise
+        remaining = max(1, min(record.expires_at - self.now(), self.settings.session_ttl_seconds))
+        cookie = BindingCookie(
+            name=security.cookie_name(state_hash, secure=self.settings.cookie_secure),
+            value=nonce,
+            max_age=remaining,
+            secure=self.settings.cookie_secure,
+        )
+        logger.info("flow started")
+        return StartOutcome(location=location, cookie=cookie)
+
+    def complete(
+        self, query: Mapping[str, str], cookies: Sequence[str], *, deadline: float | None = None
+    ) -> CallbackOutcome:
+        """Never raises a `ConnectError`: every end of the flow is an outcome."""
+        clear: BindingCookie | None = None
+        try:
+            state = security.check_state(query.get("state"))
+            state_hash = security.sha256_hex(state)
+            logger.append_keys(flow=state_hash[:12])
+            secure = self.settings.cookie_secure
+            clear = BindingCookie(security.cookie_name(state_hash, secure=secure), "", 0, secure)
+            callback = self.nylas.parse_callback(query)  # syntax only: no I/O yet
+            return self._complete(callback, state_hash, cookies, clear, deadline)
+        except ConnectError as exc:
+            logger.info("flow ended with an error", extra={"error_code": exc.code})
+            return CallbackOutcome(return_to=exc.return_to, error=exc, clear_cookie=clear)
+
+    def _complete(
+        self,
+        callback: CallbackInput,
+        state_hash: str,
+        cookies: Sequence[str],
+        clear: BindingCookie,
+        deadline: float | None,
+    ) -> CallbackOutcome:
+        session_id = security.session_id_from_state(callback.state)
+        nonce = security.find_cookie(cookies, clear.name)
+        # A missing or malformed cookie gets a hash that can never match: the conditional
+        # update then reports browser_mismatch and leaves the session for the real browser.
+        binding_hash = security.sha256_hex(nonce) if nonce and security.NONCE_RE.match(nonce) else "-"
+        now = self.now()
+        try:
+            session = self.sessions.consume(
+                session_id, state_hash=state_hash, binding_hash=binding_hash, now=now
+            )
+        except AlreadyCompleted as done:
+            logger.info("callback replayed by the completing browser: idempotent success")
+            return CallbackOutcome(return_to=done.session.return_to, clear_cookie=clear)
+        return_to = session.return_to
+        nylas = self.nylas
+
+        def end(error: ConnectError, *, retryable: bool) -> ConnectError:
+            if retryable:
+                self.sessions.release(session_id, now=self.now())
+            else:
+                self.sessions.fail(session_id, error_code=error.code, now=self.now())
+            error.return_to = return_to
+            return error
+
+        mixed_up = (
+            session.nylas_api != nylas.flavour
+            or session.nylas_base_url != nylas.base_url
+            or session.provider != PROVIDER
+            or session.client_id != nylas.client_id()
+        )
+        if mixed_up:
+            logger.error("session was started with another Nylas configuration")
+            raise end(ServerError(), retryable=False)
+        if callback.error is not None:
+            raise end(_CALLBACK_ERRORS.get(callback.error, GrantInvalid)(), retryable=False)
+        pending = PendingFlow(
+            started_at=session.started_at or session.created_at,
+            redirect_uri=self.settings.callback_url,
+            code_verifier=session.code_verifier,
+        )
+        try:
+            grant = nylas.complete(callback, pending, deadline=deadline)
+        except (UpstreamUnavailable, ServerError) as exc:
+            raise end(exc, retryable=True) from None
+        except ConnectError as exc:
+            raise end(exc, retryable=False) from None
+        now = self.now()
+        record = GrantRecord(
+            user_id=session.user_id,
+            grant_id=grant.grant_id,
+            email=grant.email,
+            provider=grant.provider,
+            status="valid",
+            scopes=grant.scopes,
+            connected_at=now,
+            updated_at=now,
+            flow_started_at=pending.started_at,
+        )
+        try:
+            self.grants.save(record, session_id=session_id, binding_hash=binding_hash)
+        except Superseded:
+            logger.warning("a newer flow of this user already stored a grant")
+            raise end(SessionUsed(), retryable=False) from None
+        except AccountAlreadyLinked as exc:
+            raise end(exc, retryable=False) from None
+        except SessionUsed as exc:
+            exc.return_to = return_to
+            raise
+        except ConnectError as exc:
+            raise end(exc, retryable=True) from None
+        logger.info("flow completed")
+        return CallbackOutcome(return_to=return_to, clear_cookie=clear)
+
+
+def _optional(body: Mapping[str, Any], name: str, pattern: Any, max_len: int, what: str) -> str | None:
+    if name not in body:
+        return None
+    value = body[name]
+    if not isinstance(value, str) or len(value) > max_len or not pattern.match(value):
+        raise InvalidRequest(f"{name} must be {what}.")
+    return value
+
+
+def build_flow(
+    settings: Settings, *, with_nylas: bool = True, clock: Callable[[], float] = time.time
+) -> ConnectFlow:
+    """Create the container's clients once (DynamoDB always; httpx + adapter only when needed)."""
+    client = dynamodb_client()
+    secrets = SecretsProvider(settings)
+    port: NylasPort | None = None
+    if with_nylas:
+        from teams_connect.nylas.http import NylasHttp
+
+        http = NylasHttp(settings.nylas_base_url)
+        if settings.nylas_api == "v3":
+            from teams_connect.nylas.v3 import V3Adapter
+
+            port = V3Adapter(settings, secrets, http)
+        else:
+            from teams_connect.nylas.beta import BetaAdapter
+
+            port = BetaAdapter(settings, secrets, http)
+    return ConnectFlow(
+        settings,
+        SessionStore(settings.sessions_table, client),
+        GrantStore(settings.grants_table, settings.sessions_table, client),
+        secrets,
+        port,
+        clock=clock,
+    )

@@ -1,0 +1,1 @@
+"""Nylas adapters: one port, two flavours (v3, beta)."""

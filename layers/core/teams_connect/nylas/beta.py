@@ -1,0 +1,156 @@
+"""Nylas beta ("Integrations") adapter: `POST /connect/auth`, grant verification, revoke.
+
+Basic auth base64(client_id:client_secret) on every call. The callback's `success`, `provider`,
+`email` and `grant_id` are browser input: the grant is verified with `GET /connect/grants/{id}`
+and stored as Nylas reports it.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from teams_connect.config import DEFAULT_BETA_SCOPES, Settings, is_loopback_host
+from teams_connect.errors import ConnectError, GrantInvalid, ServerError, UpstreamUnavailable
+from teams_connect.nylas.http import NylasError, NylasHttp
+from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
+from teams_connect.observability import logger
+from teams_connect.secrets import SecretsProvider
+from teams_connect.security import EMAIL_RE, GRANT_ID_RE, check_state
+
+CLOCK_SKEW_SECONDS = 60
+_URL_CHARS = re.compile(r"^[\x21-\x7e]{1,2048}$")
+
+
+class BetaAdapter:
+    flavour = "beta"
+
+    def __init__(self, settings: Settings, secrets: SecretsProvider, http: NylasHttp) -> None:
+        self.base_url = settings.nylas_base_url
+        self._scopes = settings.nylas_scopes or DEFAULT_BETA_SCOPES
+        self._expires_in = settings.beta_auth_expires_in
+        self._secrets = secrets
+        self._http = http
+
+    def client_id(self) -> str:
+        return self._secrets.nylas().client_id
+
+    def _basic(self, *, force_fetch: bool = False) -> dict[str, str]:
+        creds = self._secrets.nylas(force_fetch=force_fetch)
+        token = base64.b64encode(f"{creds.client_id}:{creds.client_secret}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+
+    def _call(self, method: str, path: str, *, route: str, json: Any = None, deadline: float | None) -> Any:
+        """An idempotent-enough call (a duplicate login link is harmless); 401 → re-read once."""
+        for force in (False, True):
+            try:
+                return self._http.request(
+                    method,
+                    path,
+                    route=route,
+                    headers=self._basic(force_fetch=force),
+                    json=json,
+                    idempotent=True,
+                    deadline=deadline,
+                ).body
+            except NylasError as exc:
+                if exc.status == 401 and not force:
+                    logger.warning("Nylas rejected the Basic credentials; re-reading the secret once")
+                    continue
+                raise _api_error(exc) from None
+        raise ServerError()  # pragma: no cover
+
+    def begin(self, request: BeginRequest, *, deadline: float | None = None) -> str:
+        body: dict[str, Any] = {
+            "provider": PROVIDER,
+            "redirect_uri": request.redirect_uri,
+            "expires_in": self._expires_in,
+            "state": request.state,
+            "scope": list(self._scopes),
+        }
+        if request.login_hint:
+            body["login_hint"] = request.login_hint
+        if request.account_id:
+            body["account_id"] = request.account_id
+        resp = self._call("POST", "/connect/auth", route="beta.connect.auth", json=body, deadline=deadline)
+        data = resp.get("data") if isinstance(resp, dict) else None
+        url = data.get("url") if isinstance(data, dict) else None
+        if not isinstance(url, str) or not _URL_CHARS.match(url):
+            logger.error("POST /connect/auth answered without a usable url")
+            raise ServerError()
+        parts = urlsplit(url)
+        secure = parts.scheme == "https"
+        local = parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+        if not (secure or local) or not parts.hostname or "@" in parts.netloc:
+            logger.error("POST /connect/auth returned a url with an unexpected scheme or host")
+            raise ServerError()
+        return url
+
+    def parse_callback(self, query: Mapping[str, str]) -> CallbackInput:
+        state = check_state(query.get("state"))
+        success = query.get("success")
+        if success == "false":
+            return CallbackInput(state=state, error="access_denied")
+        if success != "true":
+            raise GrantInvalid()
+        provider = query.get("provider", PROVIDER)
+        grant_id = query.get("grant_id", "")
+        email = query.get("email")
+        if provider != PROVIDER or not GRANT_ID_RE.match(grant_id):
+            raise GrantInvalid()
+        if email is not None and not EMAIL_RE.match(email):
+            raise GrantInvalid()
+        return CallbackInput(state=state, grant_id=grant_id)
+
+    def complete(
+        self, callback: CallbackInput, pending: PendingFlow, *, deadline: float | None = None
+    ) -> VerifiedGrant:
+        grant_id = callback.grant_id
+        if grant_id is None:
+            raise GrantInvalid()
+        resp = self._call("GET", f"/connect/grants/{grant_id}", route="beta.grants.get", deadline=deadline)
+        data = resp.get("data", resp) if isinstance(resp, dict) else None
+        if not isinstance(data, dict):
+            logger.error("grant lookup answered with an unexpected shape")
+            raise ServerError()
+        email = data.get("email")
+        scope = data.get("scope")
+        stamps = [v for v in (data.get("created_at"), data.get("updated_at")) if isinstance(v, int | float)]
+        problems = []
+        if data.get("id", grant_id) != grant_id:
+            problems.append("id")
+        if data.get("provider") != PROVIDER:
+            problems.append("provider")
+        if data.get("grant_status") != "valid":
+            problems.append("grant_status")
+        if not stamps or max(stamps) < pending.started_at - CLOCK_SKEW_SECONDS:
+            problems.append("freshness")
+        if not isinstance(email, str) or not EMAIL_RE.match(email):
+            problems.append("email")
+        if problems:
+            logger.warning("beta grant failed verification", extra={"checks_failed": problems})
+            raise GrantInvalid()
+        assert isinstance(email, str)
+        scopes = tuple(str(s) for s in scope) if isinstance(scope, list) else ()
+        return VerifiedGrant(grant_id=grant_id, email=email, provider=PROVIDER, scopes=scopes)
+
+    def revoke(self, grant_id: str, *, deadline: float | None = None) -> None:
+        if not GRANT_ID_RE.match(grant_id):
+            raise ServerError()
+        try:
+            self._call("DELETE", f"/connect/grants/{grant_id}", route="beta.grants.delete", deadline=deadline)
+        except GrantInvalid:
+            logger.info("grant already gone at Nylas")
+
+
+def _api_error(exc: NylasError) -> ConnectError:
+    if exc.transient:
+        return UpstreamUnavailable()
+    if exc.status == 404:
+        return GrantInvalid()
+    if exc.status == 401:
+        logger.error("Nylas rejected the Basic credentials after a fresh secret read")
+    return ServerError()

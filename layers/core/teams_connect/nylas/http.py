@@ -1,0 +1,229 @@
+"""The httpx client for Nylas: explicit timeouts, an overall deadline, request-id logging, error
+envelope parsing, and retries (tenacity, full-jitter backoff, Retry-After) for idempotent calls.
+
+A non-idempotent call (the one-time code exchange) is retried only when the request provably
+never reached Nylas (`httpx.ConnectError` / `httpx.ConnectTimeout`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_any
+from tenacity.stop import stop_base
+
+from teams_connect.observability import logger
+
+TIMEOUT = httpx.Timeout(connect=2.0, read=5.0, write=5.0, pool=1.0)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_BUDGET_SECONDS = 20.0  # below API Gateway's 30 s when no Lambda deadline is given
+_MIN_ATTEMPT_SECONDS = 0.2
+_random = secrets.SystemRandom()
+
+
+class NylasError(Exception):
+    """A failed Nylas call. `status` is None when no HTTP answer was received."""
+
+    def __init__(
+        self,
+        status: int | None,
+        error_type: str = "unknown",
+        message: str = "",
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"Nylas {status or 'transport'} error: {error_type}")
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status in RETRY_STATUSES
+
+
+class _Retryable(Exception):
+    def __init__(self, error: NylasError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _StopAtDeadline(stop_base):
+    """Stop when the next attempt (after its backoff or Retry-After) would not fit the deadline."""
+
+    def __init__(self, end: float, monotonic: Callable[[], float]) -> None:
+        self._end = end
+        self._monotonic = monotonic
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._monotonic() + retry_state.upcoming_sleep + _MIN_ATTEMPT_SECONDS >= self._end
+
+
+@dataclass(frozen=True, slots=True)
+class NylasResponse:
+    status: int
+    body: Any
+    request_id: str | None
+
+
+def parse_error(body: Any) -> tuple[str, str]:
+    """(type, message) from any of the envelopes Nylas uses:
+    v3 `{"error": {"type", "message"}}`, OAuth `{"error": "invalid_grant", "error_description"}`,
+    v2 `{"type", "message"}`, beta `{"success": false, "message"|"error"}`."""
+    if not isinstance(body, dict):
+        return "unknown", ""
+    err = body.get("error")
+    if isinstance(err, dict):
+        return str(err.get("type") or "unknown"), str(err.get("message") or "")
+    if isinstance(err, str):
+        return err, str(body.get("error_description") or body.get("message") or "")
+    if body.get("success") is False:
+        return str(body.get("type") or body.get("code") or "unsuccessful"), str(body.get("message") or "")
+    if "type" in body or "message" in body:
+        return str(body.get("type") or "unknown"), str(body.get("message") or "")
+    return "unknown", ""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class NylasHttp:
+    """One per container. `deadline` arguments are `time.monotonic()` instants."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_attempts: int = 3,
+        backoff_base: float = 0.25,
+        backoff_cap: float = 2.0,
+    ) -> None:
+        self.base_url = base_url
+        self._client = httpx.Client(
+            base_url=base_url,
+            timeout=TIMEOUT,
+            transport=transport,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "teams-connect/1"},
+        )
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._max_attempts = max_attempts
+        self._base = backoff_base
+        self._cap = backoff_cap
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        idempotent: bool,
+        deadline: float | None = None,
+    ) -> NylasResponse:
+        """Send one logical call. `route` is a non-secret label for logs (no ids, no query)."""
+        end = deadline if deadline is not None else self._monotonic() + DEFAULT_BUDGET_SECONDS
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            retry_after = exc.error.retry_after if isinstance(exc, _Retryable) else None
+            backoff = _random.uniform(0, min(self._cap, self._base * 2 ** (state.attempt_number - 1)))
+            return max(backoff, retry_after or 0.0)
+
+        retrying = Retrying(
+            stop=stop_any(stop_after_attempt(self._max_attempts), _StopAtDeadline(end, self._monotonic)),
+            wait=wait,
+            retry=retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, method, path, route, headers, json, idempotent, end)
+        except _Retryable as exc:
+            raise exc.error from None
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        route: str,
+        headers: Mapping[str, str] | None,
+        json: Any,
+        idempotent: bool,
+        end: float,
+    ) -> NylasResponse:
+        remaining = end - self._monotonic()
+        if remaining < _MIN_ATTEMPT_SECONDS:
+            raise NylasError(None, "deadline_exceeded")
+        timeout = httpx.Timeout(
+            connect=min(2.0, remaining),
+            read=min(5.0, remaining),
+            write=min(5.0, remaining),
+            pool=min(1.0, remaining),
+        )
+        started = self._monotonic()
+        try:
+            resp = self._client.request(method, path, headers=headers, json=json, timeout=timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            logger.warning("nylas unreachable", extra={"route": route, "error_type": type(exc).__name__})
+            raise _Retryable(NylasError(None, type(exc).__name__)) from None
+        except httpx.HTTPError as exc:
+            logger.warning("nylas call failed", extra={"route": route, "error_type": type(exc).__name__})
+            error = NylasError(None, type(exc).__name__)
+            if idempotent:
+                raise _Retryable(error) from None
+            raise error from None
+        try:
+            body: Any = resp.json() if resp.content else None
+        except ValueError:
+            body = None
+        request_id = resp.headers.get("x-request-id") or (
+            body.get("request_id") if isinstance(body, dict) else None
+        )
+        log_extra = {
+            "route": route,
+            "status": resp.status_code,
+            "nylas_request_id": request_id,
+            "elapsed_ms": round((self._monotonic() - started) * 1000),
+        }
+        if resp.status_code < 400:
+            logger.info("nylas call", extra=log_extra)
+            return NylasResponse(resp.status_code, body, request_id)
+        error_type, message = parse_error(body)
+        logger.warning("nylas error", extra={**log_extra, "nylas_error_type": error_type[:100]})
+        error = NylasError(
+            resp.status_code,
+            error_type,
+            message,
+            request_id,
+            parse_retry_after(resp.headers.get("retry-after")),
+        )
+        if idempotent and resp.status_code in RETRY_STATUSES:
+            raise _Retryable(error)
+        raise error
+
+    def close(self) -> None:
+        self._client.close()

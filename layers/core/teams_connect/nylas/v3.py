@@ -1,0 +1,189 @@
+"""Nylas v3 adapter: auth URL built locally (0 calls), code exchange (1 call), grant revoke."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from teams_connect.config import Settings
+from teams_connect.errors import AccessDenied, ConnectError, GrantInvalid, ServerError, UpstreamUnavailable
+from teams_connect.nylas.http import NylasError, NylasHttp
+from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
+from teams_connect.observability import logger
+from teams_connect.secrets import SecretsProvider
+from teams_connect.security import GRANT_ID_RE, check_state, pkce_challenge
+
+_CODE_RE = re.compile(r"^[\x21-\x7e]{1,2048}$")
+_ERROR_RE = re.compile(r"^[a-z_]{1,64}$")
+_DENIED = frozenset({"access_denied", "consent_required", "interaction_required", "login_required"})
+_TRANSIENT = frozenset({"temporarily_unavailable", "server_error"})
+
+
+def callback_error_code(error: str) -> str:
+    """An OAuth `error` from the callback → contract code (the description is never shown)."""
+    if error in _DENIED:
+        return AccessDenied.code
+    if error in _TRANSIENT:
+        return UpstreamUnavailable.code
+    return GrantInvalid.code
+
+
+class V3Adapter:
+    flavour = "v3"
+
+    def __init__(self, settings: Settings, secrets: SecretsProvider, http: NylasHttp) -> None:
+        self.base_url = settings.nylas_base_url
+        self._scopes = settings.nylas_scopes
+        self._secrets = secrets
+        self._http = http
+
+    def client_id(self) -> str:
+        return self._secrets.nylas().client_id
+
+    def begin(self, request: BeginRequest, *, deadline: float | None = None) -> str:
+        params: list[tuple[str, str]] = [
+            ("client_id", self.client_id()),
+            ("redirect_uri", request.redirect_uri),
+            ("response_type", "code"),
+            ("provider", PROVIDER),
+            ("state", request.state),
+        ]
+        if self._scopes:
+            params.append(("scope", " ".join(self._scopes)))
+        if request.login_hint:
+            params.append(("login_hint", request.login_hint))
+        params += [
+            ("access_type", "online"),
+            ("code_challenge", pkce_challenge(request.code_verifier)),
+            ("code_challenge_method", "S256"),
+        ]
+        return f"{self.base_url}/v3/connect/auth?{urlencode(params, quote_via=quote)}"
+
+    def parse_callback(self, query: Mapping[str, str]) -> CallbackInput:
+        state = check_state(query.get("state"))
+        if "error" in query:
+            error = query["error"]
+            return CallbackInput(
+                state=state, error=callback_error_code(error) if _ERROR_RE.match(error) else "grant_invalid"
+            )
+        code = query.get("code")
+        if code is None or not _CODE_RE.match(code):
+            raise GrantInvalid()
+        return CallbackInput(state=state, code=code)
+
+    def complete(
+        self, callback: CallbackInput, pending: PendingFlow, *, deadline: float | None = None
+    ) -> VerifiedGrant:
+        if callback.code is None or not pending.code_verifier:
+            raise GrantInvalid()
+        creds = self._secrets.nylas()
+        body = {
+            "client_id": creds.client_id,
+            "client_secret": creds.api_key,
+            "code": callback.code,
+            "redirect_uri": pending.redirect_uri,
+            "code_verifier": pending.code_verifier,
+            "grant_type": "authorization_code",
+        }
+        try:
+            resp = self._http.request(
+                "POST", "/v3/connect/token", route="v3.token", json=body, idempotent=False, deadline=deadline
+            )
+        except NylasError as exc:
+            raise _exchange_error(exc) from None
+        data = resp.body if isinstance(resp.body, dict) else {}
+        grant = _grant_from_token(data)
+        if grant is None:
+            # Malformed or incomplete answer: confirm with the grant itself if we at least have its id.
+            grant_id = data.get("grant_id")
+            if not isinstance(grant_id, str) or not GRANT_ID_RE.match(grant_id):
+                logger.error("token response without a usable grant_id", extra={"keys": sorted(data)[:20]})
+                raise ServerError()
+            grant = self._get_grant(grant_id, deadline=deadline)
+        if grant.provider != PROVIDER:
+            logger.warning("grant has an unexpected provider")
+            raise GrantInvalid()
+        return grant
+
+    def _get_grant(self, grant_id: str, *, deadline: float | None) -> VerifiedGrant:
+        resp = self._authorized("GET", f"/v3/grants/{grant_id}", route="v3.grants.get", deadline=deadline)
+        data = resp.get("data") if isinstance(resp, dict) else None
+        if not isinstance(data, dict) or data.get("id") != grant_id:
+            raise ServerError()
+        email = data.get("email")
+        scopes = data.get("scope")
+        status = data.get("grant_status", "valid")
+        if not isinstance(email, str) or not email or status != "valid":
+            raise GrantInvalid()
+        return VerifiedGrant(
+            grant_id=grant_id,
+            email=email,
+            provider=str(data.get("provider", "")),
+            scopes=tuple(str(s) for s in scopes) if isinstance(scopes, list) else (),
+            grant_status=str(status),
+        )
+
+    def revoke(self, grant_id: str, *, deadline: float | None = None) -> None:
+        if not GRANT_ID_RE.match(grant_id):
+            raise ServerError()
+        try:
+            self._authorized("DELETE", f"/v3/grants/{grant_id}", route="v3.grants.delete", deadline=deadline)
+        except GrantInvalid:
+            logger.info("grant already gone at Nylas")
+
+    def _authorized(self, method: str, path: str, *, route: str, deadline: float | None) -> Any:
+        """An idempotent call with the API key; on 401 re-read the secret once and retry once."""
+        for force in (False, True):
+            key = self._secrets.nylas(force_fetch=force).api_key
+            try:
+                return self._http.request(
+                    method,
+                    path,
+                    route=route,
+                    headers={"Authorization": f"Bearer {key}"},
+                    idempotent=True,
+                    deadline=deadline,
+                ).body
+            except NylasError as exc:
+                if exc.status == 401 and not force:
+                    logger.warning("Nylas rejected the API key; re-reading the secret once")
+                    continue
+                raise _api_error(exc) from None
+        raise ServerError()  # pragma: no cover - the loop always returns or raises
+
+
+def _grant_from_token(data: dict[str, Any]) -> VerifiedGrant | None:
+    grant_id, email, provider, scope = (data.get(k) for k in ("grant_id", "email", "provider", "scope"))
+    if not (isinstance(grant_id, str) and GRANT_ID_RE.match(grant_id)):
+        return None
+    if not (isinstance(email, str) and email and isinstance(provider, str) and provider):
+        return None
+    if isinstance(scope, str):
+        scopes = tuple(s for s in scope.split(" ") if s)
+    elif isinstance(scope, list):
+        scopes = tuple(str(s) for s in scope)
+    else:
+        scopes = ()
+    return VerifiedGrant(grant_id=grant_id, email=email, provider=provider, scopes=scopes)
+
+
+def _exchange_error(exc: NylasError) -> ConnectError:
+    if exc.transient:
+        return UpstreamUnavailable()
+    if exc.status == 401:
+        logger.error("Nylas rejected the API key at the code exchange (rotated or expired?)")
+        return ServerError()
+    return GrantInvalid()  # invalid_grant (used/expired code, PKCE mismatch …) is terminal
+
+
+def _api_error(exc: NylasError) -> ConnectError:
+    if exc.transient:
+        return UpstreamUnavailable()
+    if exc.status == 404:
+        return GrantInvalid()
+    if exc.status == 401:
+        logger.error("Nylas rejected the API key after a fresh secret read")
+        return ServerError()
+    return ServerError()

@@ -1,0 +1,75 @@
+"""Secrets Manager through Powertools Parameters: cached for `SECRETS_MAX_AGE`, re-read on demand.
+
+Secret values never appear in logs, reprs or exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+
+from teams_connect.config import Settings
+from teams_connect.errors import ServerError, UpstreamUnavailable
+from teams_connect.observability import logger
+
+
+@dataclass(frozen=True, slots=True)
+class NylasCredentials:
+    client_id: str
+    api_key: str = field(default="", repr=False)  # v3
+    client_secret: str = field(default="", repr=False)  # beta
+
+
+def get_json_secret(arn: str, *, max_age: int, force_fetch: bool = False) -> dict[str, Any]:
+    """The JSON object stored in the secret `arn`. Fails closed (no value → an error page)."""
+    try:
+        value = parameters.get_secret(arn, transform="json", max_age=max_age, force_fetch=force_fetch)
+    except parameters.exceptions.TransformParameterError:
+        logger.error("secret is not a JSON object", extra={"secret_arn": arn})
+        raise ServerError() from None
+    except Exception as exc:  # GetParameterError and botocore errors: never log the value
+        logger.error("secret could not be read", extra={"secret_arn": arn, "error_type": type(exc).__name__})
+        raise UpstreamUnavailable() from None
+    if not isinstance(value, dict):
+        logger.error("secret is not a JSON object", extra={"secret_arn": arn})
+        raise ServerError()
+    return value
+
+
+class SecretsProvider:
+    """Typed access to the three secrets of the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def nylas(self, *, force_fetch: bool = False) -> NylasCredentials:
+        data = get_json_secret(
+            self._settings.nylas_secret_arn, max_age=self._settings.secrets_max_age, force_fetch=force_fetch
+        )
+        client_id = data.get("client_id")
+        field_name = "api_key" if self._settings.nylas_api == "v3" else "client_secret"
+        secret = data.get(field_name)
+        if not isinstance(client_id, str) or not client_id or not isinstance(secret, str) or not secret:
+            logger.error("Nylas secret lacks client_id or " + field_name)
+            raise ServerError()
+        if self._settings.nylas_api == "v3":
+            return NylasCredentials(client_id=client_id, api_key=secret)
+        return NylasCredentials(client_id=client_id, client_secret=secret)
+
+    def api_keys(self, *, force_fetch: bool = False) -> tuple[str, ...]:
+        data = get_json_secret(
+            self._settings.api_keys_secret_arn,
+            max_age=self._settings.secrets_max_age,
+            force_fetch=force_fetch,
+        )
+        keys = data.get("api_keys")
+        if (
+            not isinstance(keys, list)
+            or not all(isinstance(k, str) and len(k) >= 16 for k in keys)
+            or not keys
+        ):
+            logger.error("API keys secret must be {'api_keys': [<string of >= 16 chars>, ...]}")
+            raise ServerError()
+        return tuple(keys)

@@ -1,0 +1,194 @@
+"""HTTP answers: JSON (backend API), 302 redirects and small HTML pages (browser), cookies,
+and the security headers of contract.md. Nothing here reflects request data unescaped."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+
+from teams_connect.errors import ConnectError, InvalidRequest, NotFound, PayloadTooLarge, ServerError, to_http
+from teams_connect.observability import logger
+from teams_connect.security import with_status
+
+MAX_BODY_BYTES = 16 * 1024
+CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+BROWSER_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+HTML_HEADERS = {
+    **BROWSER_HEADERS,
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_TITLES = {
+    "connected": "Connected",
+    "access_denied": "Connection cancelled",
+    "session_invalid": "Link not valid",
+    "session_expired": "Link expired",
+    "session_used": "Link already used",
+    "browser_mismatch": "Different browser",
+    "grant_invalid": "Connection not confirmed",
+    "account_already_linked": "Account already connected",
+    "upstream_unavailable": "Temporarily unavailable",
+    "server_error": "Something went wrong",
+}
+
+
+# --- backend API ---------------------------------------------------------------------------------
+def json_response(status: int, body: Any) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body, separators=(",", ":")),
+        headers=dict(API_HEADERS),
+    )
+
+
+def no_content() -> Response[str]:
+    return Response(status_code=204, body="", headers=dict(API_HEADERS))
+
+
+def api_error(error: BaseException) -> Response[str]:
+    if not isinstance(error, ConnectError):
+        logger.exception("unhandled error")
+    status, body = to_http(error)
+    return json_response(status, body)
+
+
+def _reject_constant(_: str) -> Any:
+    raise ValueError("non-standard JSON constant")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError("duplicate key")
+        result[key] = value
+    return result
+
+
+def parse_json_body(event: Any) -> Any:
+    """Strict JSON: `Content-Type: application/json`, ≤ 16 KiB, UTF-8, no duplicate keys, no NaN."""
+    content_type = (event.headers or {}).get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise InvalidRequest("Content-Type must be application/json.")
+    raw = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        if len(raw) > MAX_BODY_BYTES * 4 // 3 + 4:
+            raise PayloadTooLarge()
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("The body is not valid base64.") from None
+    else:
+        data = raw.encode("utf-8")
+    if len(data) > MAX_BODY_BYTES:
+        raise PayloadTooLarge()
+    try:
+        return json.loads(
+            data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("The body is not valid JSON.") from None
+
+
+def install_api_handlers(app: APIGatewayHttpResolver) -> None:
+    """Every backend-API failure becomes the contract's JSON error."""
+    app.exception_handler(Exception)(api_error)
+    app.not_found(lambda _exc: json_response(*to_http(NotFound("No such route."))))
+
+
+# --- browser ----------------------------------------------------------------------------------------
+def binding_cookie(name: str, value: str, *, max_age: int, secure: bool) -> Cookie:
+    """`__Host-` cookie (Secure, Path=/, no Domain) or, on http loopback, a plain local cookie."""
+    return Cookie(
+        name=name,
+        value=value,
+        path="/",
+        secure=secure,
+        http_only=True,
+        max_age=max_age,
+        same_site=SameSite.LAX_MODE,
+    )
+
+
+def redirect(location: str, cookies: Sequence[Cookie] = ()) -> Response[str]:
+    return Response(
+        status_code=302,
+        body="",
+        headers={**BROWSER_HEADERS, "Location": location},
+        cookies=list(cookies),
+    )
+
+
+def html_page(status: int, code: str, message: str, cookies: Sequence[Cookie] = ()) -> Response[str]:
+    title = html.escape(_TITLES.get(code, "Something went wrong"))
+    text = html.escape(message)
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{title}</title></head><body><main><h1>{title}</h1><p>{text}</p>"
+        f"<p><small>{html.escape(code)}</small></p></main></body></html>"
+    )
+    return Response(
+        status_code=status,
+        content_type="text/html; charset=utf-8",
+        body=body,
+        headers=dict(HTML_HEADERS),
+        cookies=list(cookies),
+    )
+
+
+def browser_error(error: BaseException, cookies: Sequence[Cookie] = ()) -> Response[str]:
+    """To the stored return_to with `status=error&error=<code>`, else a small HTML page."""
+    if not isinstance(error, ConnectError):
+        logger.exception("unhandled error")
+        error = ServerError()
+    if error.return_to:
+        return redirect(with_status(error.return_to, {"status": "error", "error": error.code}), cookies)
+    return html_page(error.status, error.code, error.message, cookies)
+
+
+def connected(return_to: str | None, cookies: Sequence[Cookie] = ()) -> Response[str]:
+    if return_to:
+        return redirect(with_status(return_to, {"status": "connected"}), cookies)
+    return html_page(
+        200, "connected", "Your Microsoft account is connected. You can close this window.", cookies
+    )
+
+
+def install_browser_handlers(app: APIGatewayHttpResolver) -> None:
+    app.exception_handler(Exception)(browser_error)
+    app.not_found(lambda _exc: html_page(404, "not_found", "This page does not exist."))
+
+
+# --- misc ----------------------------------------------------------------------------------------------
+def deadline_from(context: Any, *, margin: float = 1.0, cap: float = 25.0) -> float:
+    """A `time.monotonic()` deadline below the Lambda timeout and API Gateway's 30 s."""
+    get_remaining: Callable[[], int] | None = getattr(context, "get_remaining_time_in_millis", None)
+    budget = cap
+    if callable(get_remaining):
+        try:
+            budget = min(cap, get_remaining() / 1000 - margin)
+        except (TypeError, ValueError):
+            budget = cap
+    return time.monotonic() + max(budget, 0.5)
+
+
+def path_param(raw: str) -> str:
+    """A path parameter as matched in `rawPath`, percent-decoded exactly once (strict UTF-8)."""
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The path is not valid UTF-8.") from None

@@ -1,0 +1,1 @@
+"""Shared pytest configuration (kept minimal; unit fixtures live in tests/unit/conftest.py)."""

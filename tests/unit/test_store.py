@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from teams_connect import security
+from teams_connect.errors import (
+    AccountAlreadyLinked,
+    BrowserMismatch,
+    SessionExpired,
+    SessionInvalid,
+    SessionUsed,
+)
+from teams_connect.store import AlreadyCompleted, GrantRecord, GrantStore, SessionStore, StartData, Superseded
+
+from .conftest import GRANTS, SESSIONS, Aws
+
+NOW = 1_800_000_000
+
+
+def _start_data(state_hash: str = "s" * 64, binding_hash: str = "b" * 64) -> StartData:
+    return StartData(
+        state_hash=state_hash,
+        binding_hash=binding_hash,
+        code_verifier="v" * 64,
+        nylas_api="v3",
+        nylas_base_url="https://api.us.nylas.com",
+        client_id="cid",
+    )
+
+
+def _new(sessions: SessionStore, sid: str | None = None, ttl: int = 600) -> str:
+    sid = sid or security.new_session_id()
+    sessions.create(
+        session_id=sid,
+        user_id="u1",
+        now=NOW,
+        ttl_seconds=ttl,
+        return_to="https://a.example/x",
+        login_hint=None,
+        account_id=None,
+    )
+    return sid
+
+
+def _status(aws: Aws, sid: str) -> str:
+    return aws.client.get_item(TableName=SESSIONS, Key={"session_id": {"S": sid}})["Item"]["status"]["S"]
+
+
+def test_session_create_start_consume_happy_path(aws: Aws) -> None:
+    sessions = SessionStore(SESSIONS, aws.client)
+    sid = _new(sessions)
+    item = aws.client.get_item(TableName=SESSIONS, Key={"session_id": {"S": sid}})["Item"]
+    assert item["status"]["S"] == "pending"
+    assert int(item["expires_at"]["N"]) == NOW + 600
+    assert int(item["ttl"]["N"]) > NOW + 600
+    started = sessions.start(sid, _start_data(), now=NOW + 1)
+    assert started.status == "started"
+    assert started.started_at == NOW + 1
+    assert started.code_verifier == "v" * 64
+    consumed = sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 2)
+    assert consumed.status == "consumed"
+    assert consumed.return_to == "https://a.example/x"
+
+
+def test_start_only_once_and_only_while_unexpired(aws: Aws) -> None:
+    sessions = SessionStore(SESSIONS, aws.client)
+    with pytest.raises(SessionInvalid):
+        sessions.start(security.new_session_id(), _start_data(), now=NOW)
+    sid = _new(sessions)
+    sessions.start(sid, _start_data(), now=NOW)
+    with pytest.raises(SessionUsed) as used:
+        sessions.start(sid, _start_data("x" * 64), now=NOW)
+    assert used.value.return_to == "https://a.example/x"
+    expired = _new(sessions)
+    with pytest.raises(SessionExpired):
+        sessions.start(expired, _start_data(), now=NOW + 600)
+
+
+def test_consume_refusals_are_classified_and_do_not_consume(aws: Aws) -> None:
+    sessions = SessionStore(SESSIONS, aws.client)
+    sid = _new(sessions)
+    with pytest.raises(SessionInvalid):  # pending: no state yet
+        sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW)
+    sessions.start(sid, _start_data(), now=NOW)
+    with pytest.raises(SessionInvalid) as wrong_state:
+        sessions.consume(sid, state_hash="t" * 64, binding_hash="b" * 64, now=NOW)
+    assert wrong_state.value.return_to is None  # unidentified: never redirect
+    with pytest.raises(BrowserMismatch) as mismatch:
+        sessions.consume(sid, state_hash="s" * 64, binding_hash="-", now=NOW)
+    assert mismatch.value.return_to == "https://a.example/x"
+    assert _status(aws, sid) == "started"  # the real browser can still finish
+    with pytest.raises(SessionExpired):
+        sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 600)
+    sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 1)
+    with pytest.raises(SessionUsed):
+        sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 1)
+    with pytest.raises(SessionInvalid):
+        sessions.consume(security.new_session_id(), state_hash="s" * 64, binding_hash="b" * 64, now=NOW)
+
+
+def test_release_makes_a_consumed_session_retryable_and_fail_is_terminal(aws: Aws) -> None:
+    sessions = SessionStore(SESSIONS, aws.client)
+    sid = _new(sessions)
+    sessions.start(sid, _start_data(), now=NOW)
+    sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW)
+    sessions.release(sid, now=NOW)
+    assert _status(aws, sid) == "started"
+    sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW)
+    sessions.fail(sid, error_code="grant_invalid", now=NOW)
+    assert _status(aws, sid) == "failed"
+    sessions.release(sid, now=NOW)  # only from consumed: no effect
+    assert _status(aws, sid) == "failed"
+
+
+@pytest.fixture
+def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies a conditional write atomically; in-process moto evaluates the condition and
+    writes without a lock, so threads can both pass. Serialise moto's item writes like the service."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    for name in ("update_item", "put_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.mark.usefixtures("atomic_moto")
+def test_twenty_concurrent_consumes_have_exactly_one_winner(aws: Aws) -> None:
+    sessions = SessionStore(SESSIONS, aws.client)
+    sid = _new(sessions)
+    sessions.start(sid, _start_data(), now=NOW)
+
+    def attempt(_: int) -> str:
+        try:
+            sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 1)
+            return "won"
+        except SessionUsed:
+            return "used"
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(attempt, range(20)))
+    assert results.count("won") == 1
+    assert results.count("used") == 19
+
+
+def _grant(user: str, grant_id: str, started: int = NOW, email: str = "a@x.example") -> GrantRecord:
+    return GrantRecord(
+        user_id=user,
+        grant_id=grant_id,
+        email=email,
+        provider="microsoft",
+        status="valid",
+        scopes=("Calendars.ReadWrite",),
+        connected_at=started + 5,
+        updated_at=started + 5,
+        flow_started_at=started,
+    )
+
+
+def test_grant_save_completes_the_session_in_the_same_transaction(aws: Aws) -> None:
+    sessions = SessionStore(SESSIONS, aws.client)
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    sid = _new(sessions)
+    sessions.start(sid, _start_data(), now=NOW)
+    sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW)
+    grants.save(_grant("u1", "g-1"), session_id=sid, binding_hash="b" * 64)
+    assert _status(aws, sid) == "completed"
+    assert grants.get("u1") == _grant("u1", "g-1")
+    with pytest.raises(AlreadyCompleted):
+        sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 1)
+    with pytest.raises(SessionUsed):  # a second transaction for the same session is refused
+        grants.save(_grant("u1", "g-1", started=NOW + 1), session_id=sid, binding_hash="b" * 64)
+
+
+def test_same_user_replaces_and_an_older_flow_cannot_overwrite(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("u1", "g-1", started=NOW))
+    grants.save(_grant("u1", "g-1", started=NOW + 10, email="new@x.example"))
+    record = grants.get("u1")
+    assert record is not None
+    assert record.email == "new@x.example"
+    with pytest.raises(Superseded):
+        grants.save(_grant("u1", "g-2", started=NOW + 5))
+    record = grants.get("u1")
+    assert record is not None
+    assert record.grant_id == "g-1"
+
+
+def test_mailbox_of_another_user_is_refused_and_untouched(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("alice", "g-shared"))
+    with pytest.raises(AccountAlreadyLinked):
+        grants.save(_grant("bob", "g-shared"))
+    assert grants.get("bob") is None
+    alice = grants.get("alice")
+    assert alice is not None
+    assert alice.grant_id == "g-shared"
+
+
+def test_stale_guard_is_taken_over(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("alice", "g-old"))
+    grants.save(_grant("alice", "g-new", started=NOW + 10))  # alice moved to another mailbox
+    grants.save(_grant("bob", "g-old", started=NOW + 20))  # GRANT#g-old still says alice: stale
+    bob = grants.get("bob")
+    assert bob is not None
+    assert bob.grant_id == "g-old"
+    owner = aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-old"}})["Item"]["owner"]["S"]
+    assert owner == "bob"
+    alice = grants.get("alice")
+    assert alice is not None
+    assert alice.grant_id == "g-new"
+
+
+def test_delete_removes_both_items(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("alice", "g-1"))
+    grants.delete("alice", "g-1")
+    assert grants.get("alice") is None
+    assert "Item" not in aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-1"}})
+    grants.save(_grant("bob", "g-1", started=NOW + 1))  # the mailbox is free again
+
+
+def test_delete_leaves_a_guard_that_now_belongs_to_someone_else(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("alice", "g-1"))
+    aws.client.put_item(TableName=GRANTS, Item={"pk": {"S": "GRANT#g-1"}, "owner": {"S": "carol"}})
+    grants.delete("alice", "g-1")
+    assert grants.get("alice") is None
+    owner = aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-1"}})["Item"]["owner"]["S"]
+    assert owner == "carol"
