@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy layers/core functions local
+	$(VENV)/bin/mypy layers/core functions local tools tests
 
 lint-template: $(STAMP)
 	$(PY) -m local.lint_template

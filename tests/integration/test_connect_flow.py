@@ -66,7 +66,8 @@ def test_allow_stores_the_grant_under_the_saas_user(
     assert body["status"] == "valid"
     assert body["grant_id"]
     assert isinstance(body["scopes"], list)
-    assert body["connected_at"] and body["updated_at"]
+    assert body["connected_at"]
+    assert body["updated_at"]
 
 
 def test_start_sets_a_browser_binding_cookie_and_redirects_to_nylas(

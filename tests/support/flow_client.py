@@ -63,7 +63,7 @@ class FlowResult:
     @property
     def location(self) -> str:
         assert self.final is not None
-        return self.final.headers.get("location", "")
+        return str(self.final.headers.get("location", ""))
 
 
 class Browser:

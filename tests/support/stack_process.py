@@ -74,7 +74,7 @@ def running_stack(flavour: str) -> Iterator[StackUrls]:
     }
     (ROOT / "test-results").mkdir(exist_ok=True)
     log = open(ROOT / "test-results" / f"stack-{flavour}-{ports['gateway']}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+    proc = subprocess.Popen(
         [sys.executable, "-m", "local.run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     urls = StackUrls(

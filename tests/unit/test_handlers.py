@@ -38,7 +38,8 @@ HTML_HEADERS = {
 
 
 def call(module: Any, event: dict[str, Any]) -> dict[str, Any]:
-    return module.lambda_handler(event, FakeContext())
+    response: dict[str, Any] = module.lambda_handler(event, FakeContext())
+    return response
 
 
 def create(handler: Any, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:

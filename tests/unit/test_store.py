@@ -47,7 +47,7 @@ def _new(sessions: SessionStore, sid: str | None = None, ttl: int = 600) -> str:
 
 
 def _status(aws: Aws, sid: str) -> str:
-    return aws.client.get_item(TableName=SESSIONS, Key={"session_id": {"S": sid}})["Item"]["status"]["S"]
+    return str(aws.client.get_item(TableName=SESSIONS, Key={"session_id": {"S": sid}})["Item"]["status"]["S"])
 
 
 def test_session_create_start_consume_happy_path(aws: Aws) -> None:
