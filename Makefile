@@ -15,7 +15,7 @@ NYLAS_API ?= v3
 export NYLAS_API
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help venv run test lint typecheck lint-template unit emulator-test local-test integration e2e browser bench build clean
+.PHONY: help venv run test lint typecheck lint-template static bench build clean
 
 help:
 	@echo "make run    start everything locally (NYLAS_API=beta make run for the beta flavour)"
@@ -51,8 +51,20 @@ typecheck: $(STAMP)
 lint-template: $(STAMP)
 	$(PY) -m local.lint_template
 
-test: $(STAMP) browser lint typecheck lint-template
+# Static security gates: bandit on our code, checkov on the SAM-translated template, template policy checks.
+static: $(STAMP)
+	$(PY) -m tools.static_gates
+
+test: $(STAMP) browser lint typecheck lint-template static
 	$(PY) -m pytest
+
+# Function and layer packages exactly as deployed (.build/), with checked-hash bytecode.
+build: $(STAMP)
+	$(PY) -m tools.package
+
+# Cold start, warm latency, round trips and package sizes; updates bench/results and the README table.
+bench: $(STAMP) build
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) .aws-sam .build .hypothesis .pytest_cache .mypy_cache .ruff_cache
