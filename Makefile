@@ -67,4 +67,4 @@ bench: $(STAMP) build
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .aws-sam .build .hypothesis .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tools .aws-sam .build .hypothesis .pytest_cache .mypy_cache .ruff_cache
