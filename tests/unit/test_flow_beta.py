@@ -253,3 +253,21 @@ def test_beta_custom_scopes_and_expiry(aws: Aws) -> None:
     assert body["scope"] == ["User.Read", "OnlineMeetings.ReadWrite"]
     assert body["expires_in"] == 600
     assert parse_qs(urlsplit(outcome.location).query) == {"id": ["abc"]}
+
+
+@pytest.mark.parametrize("grant_id", [GRANT_ID + "\n", GRANT_ID + "\r\n", "\n" + GRANT_ID])
+def test_beta_grant_id_with_a_newline_is_refused_before_any_io(beta: Harness, grant_id: str) -> None:
+    """`GRANT_ID_RE` used `$`, which matches before a trailing newline: the session was consumed and
+    `GET /connect/grants/<id>\\n` was sent. Now the callback is refused before any I/O."""
+    with respx.mock(assert_all_called=False) as router:
+        state, outcome, _ = begin(beta, router)
+        lookup = router.get(url__startswith=f"{BETA_BASE}/connect/grants/").mock(
+            return_value=httpx.Response(200, json={"success": True, "data": grant_body(beta)})
+        )
+        calls_before = len(beta.client.calls)
+        result = beta.flow.complete(callback(state, grant_id=grant_id), cookies_of(outcome))
+    assert result.error is not None
+    assert result.error.code == "grant_invalid"
+    assert result.return_to is None  # nothing was consumed, so nothing identified the session
+    assert lookup.call_count == 0
+    assert len(beta.client.calls) == calls_before  # no DynamoDB call either

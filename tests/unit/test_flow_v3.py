@@ -415,3 +415,20 @@ def test_authenticate_uses_every_key_of_the_secret(v3: Harness) -> None:
 
     with pytest.raises(Unauthorized):
         v3.flow.authenticate("Bearer wrong-key-0123456789")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user_id": "\ud800"},
+        {"user_id": "u", "login_hint": "\udfff@contoso.example"},
+        {"user_id": "u", "login_hint": "ada@contoso.example\n"},
+        {"user_id": "u", "account_id": "acc-1\n"},
+    ],
+)
+def test_create_session_refuses_unencodable_or_newline_terminated_values(v3: Harness, body: object) -> None:
+    """Lone surrogates reached DynamoDB (a 500); `$` let a trailing newline through the patterns."""
+    calls_before = len(v3.client.calls)
+    with pytest.raises(InvalidRequest):
+        v3.flow.create_session(body)
+    assert len(v3.client.calls) == calls_before

@@ -238,3 +238,70 @@ def test_user_id_rules() -> None:
     for bad in ["", "u" * 257, 42, None, "a\nb", "a\x00b"]:
         with pytest.raises(InvalidRequest):
             security.check_user_id(bad)
+
+
+# --- regressions found by tests/adversarial and tests/properties -----------------------------------
+@pytest.mark.parametrize(
+    "pattern", ["SESSION_ID_RE", "STATE_RE", "NONCE_RE", "GRANT_ID_RE", "EMAIL_RE", "ACCOUNT_ID_RE"]
+)
+def test_patterns_refuse_a_trailing_newline(pattern: str) -> None:
+    samples = {
+        "SESSION_ID_RE": "A" * 43,
+        "NONCE_RE": "A" * 43,
+        "STATE_RE": "A" * 43 + "." + "B" * 43,
+        "GRANT_ID_RE": "grant-1",
+        "EMAIL_RE": "a@contoso.example",
+        "ACCOUNT_ID_RE": "acc-1",
+    }
+    regex = getattr(security, pattern)
+    assert regex.match(samples[pattern])
+    assert not regex.match(samples[pattern] + "\n")  # `$` would have matched here
+
+
+def test_state_with_a_trailing_newline_is_session_invalid() -> None:
+    with pytest.raises(SessionInvalid):
+        security.check_state("A" * 43 + "." + "B" * 43 + "\n")
+
+
+@pytest.mark.parametrize("value", ["\ud800", "user\udfff", "a\ud83db"])
+def test_user_id_with_a_lone_surrogate_is_invalid(value: str) -> None:
+    with pytest.raises(InvalidRequest):
+        security.check_user_id(value)
+
+
+def test_email_pattern_refuses_lone_surrogates() -> None:
+    assert not security.EMAIL_RE.match("\ud800@contoso.example")
+    assert security.EMAIL_RE.match("jos\u00e9@contoso.example")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1:8000/cb",  # urlsplit raises ValueError: must be a refusal, not a 500
+        "http://[::1/cb",
+        "http://127.0.0.1:8000/..;/admin",
+        "https://allowed.example/app/..;x/admin",
+        "https://allowed.example/app/.;/x",
+    ],
+)
+def test_return_to_parser_confusions_are_refused(url: str) -> None:
+    with pytest.raises(ReturnToNotAllowed):
+        security.validate_return_to(url, ALLOWED)
+
+
+def test_return_to_with_an_ordinary_path_parameter_is_still_accepted() -> None:
+    url = "https://allowed.example/app/page;v=1"
+    assert security.validate_return_to(url, ALLOWED) == url
+
+
+@pytest.mark.parametrize("body", ["[" * 15000, '{"a":' * 2500 + "1" + "}" * 2500])
+def test_deeply_nested_json_is_invalid_request_not_a_crash(body: str) -> None:
+    from teams_connect import web
+
+    class Event(dict[str, object]):
+        def __init__(self, **values: object) -> None:
+            super().__init__(values)
+            self.headers = {"content-type": "application/json"}
+
+    with pytest.raises(InvalidRequest):
+        web.parse_json_body(Event(body=body))

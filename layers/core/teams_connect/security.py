@@ -15,12 +15,15 @@ from teams_connect.config import AllowedReturnUrl, is_loopback_host
 from teams_connect.errors import InvalidRequest, ReturnToNotAllowed, SessionInvalid, Unauthorized
 
 _B64URL43 = r"[A-Za-z0-9_-]{43}"
-SESSION_ID_RE = re.compile(rf"^{_B64URL43}$")
-STATE_RE = re.compile(rf"^({_B64URL43})\.{_B64URL43}$")
+# Every pattern ends with `\Z`, not `$`: `$` also matches before a trailing newline, so
+# `re.match(r"^x$", "x\n")` succeeds and a CR/LF would slip through into keys, URLs and paths.
+SESSION_ID_RE = re.compile(rf"^{_B64URL43}\Z")
+STATE_RE = re.compile(rf"^({_B64URL43})\.{_B64URL43}\Z")
 NONCE_RE = SESSION_ID_RE
-GRANT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f<>\"\\]{1,64}@[A-Za-z0-9.-]{1,253}$")
-ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")
+GRANT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
+# No whitespace, controls, markup characters or lone surrogates (which cannot be encoded as UTF-8).
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f<>\"\\\ud800-\udfff]{1,64}@[A-Za-z0-9.-]{1,253}\Z")
+ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,256}\Z")
 VERIFIER_LENGTH = 64
 COOKIE_PREFIX_SECURE = "__Host-tc_"
 COOKIE_PREFIX_LOCAL = "tc_"
@@ -118,7 +121,10 @@ def validate_return_to(url: object, allowed: Sequence[AllowedReturnUrl]) -> str:
     lowered = url.lower()
     if not (lowered.startswith("https://") or lowered.startswith("http://")):
         raise _reject()  # also rejects `//evil`, `https:evil`, `https:/evil`, `javascript:`
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # raises ValueError on an unclosed `[` (e.g. `http://[::1:80/`)
+    except ValueError:
+        raise _reject() from None
     scheme = parts.scheme.lower()
     netloc = parts.netloc
     if not netloc or "@" in netloc or "%" in netloc or netloc.endswith(":"):
@@ -139,7 +145,9 @@ def validate_return_to(url: object, allowed: Sequence[AllowedReturnUrl]) -> str:
         raise _reject()
     effective_port = port if port is not None else (443 if scheme == "https" else 80)
     path = parts.path or "/"
-    segments = unquote(path).split("/")
+    # Dot segments, also with a `;` path parameter (`/..;/`, read as `..` by some servlet
+    # containers), and empty segments could leave the allowed prefix after normalisation.
+    segments = [segment.split(";", 1)[0] for segment in unquote(path).split("/")]
     if "." in segments or ".." in segments or "//" in path:
         raise _reject()
     for entry in allowed:
@@ -209,8 +217,9 @@ def check_user_id(value: object) -> str:
     """1 to 256 characters, no control characters."""
     if not isinstance(value, str) or not 1 <= len(value) <= 256:
         raise InvalidRequest("user_id must be a string of 1 to 256 characters.")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
-        raise InvalidRequest("user_id must not contain control characters.")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        # Lone surrogates (JSON `"\ud800"`) are not encodable as UTF-8: DynamoDB would fail (500).
+        raise InvalidRequest("user_id must not contain control characters or lone surrogates.")
     return value
 
 

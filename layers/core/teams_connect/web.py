@@ -99,7 +99,8 @@ def parse_json_body(event: Any) -> Any:
         return json.loads(
             data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
         )
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: deeply nested arrays/objects (`[[[[…`), a JSON bomb within 16 KiB.
         raise InvalidRequest("The body is not valid JSON.") from None
 
 
