@@ -1,20 +1,88 @@
 """The Powertools Logger / Metrics / Tracer instances shared by every function.
 
 Never enable `log_event`: the raw event holds `code`, `state`, cookies and API keys.
+
+Tracing and cold start: Powertools' `Tracer()` imports the X-Ray SDK (aws_xray_sdk, wrapt) and patches
+botocore and httpx, which costs a few hundred milliseconds of init even when tracing is disabled.
+So the real Tracer is created only when Powertools would trace: in Lambda (template.yaml
+`Tracing: Active`) unless `POWERTOOLS_TRACE_DISABLED` is true. Otherwise (the local stack, the tests,
+`sam local`, or a deployment that sets POWERTOOLS_TRACE_DISABLED to skip the SDK) Powertools would
+create a disabled Tracer anyway; `tracer` is then a no-op stand-in with the same decorators, and the
+X-Ray SDK is never imported. Tracing in Lambda is unchanged: same Tracer, same patches, created
+at init as before.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "teams-connect")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(service=SERVICE)
-tracer = Tracer(service=SERVICE)
+
+
+class TracerLike(Protocol):
+    """The part of Powertools' Tracer the functions use."""
+
+    def capture_lambda_handler(
+        self,
+        lambda_handler: Any = None,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> Callable[..., Any]: ...
+
+    def capture_method(
+        self, method: Any = None, capture_response: bool | None = None, capture_error: bool | None = None
+    ) -> Any: ...
+
+
+class NoopTracer:
+    """Used when tracing is disabled: the decorators return the function unchanged."""
+
+    def capture_lambda_handler(
+        self,
+        lambda_handler: Any = None,
+        capture_response: bool | None = None,
+        capture_error: bool | None = None,
+    ) -> Any:
+        return lambda_handler if lambda_handler is not None else _identity
+
+    def capture_method(
+        self, method: Any = None, capture_response: bool | None = None, capture_error: bool | None = None
+    ) -> Any:
+        return method if method is not None else _identity
+
+
+def _identity[F: Callable[..., Any]](function: F) -> F:
+    return function
+
+
+def tracing_enabled(environ: Any = os.environ) -> bool:
+    """Powertools' own rule (Tracer._is_tracer_disabled): off when POWERTOOLS_TRACE_DISABLED is true,
+    and outside Lambda (no LAMBDA_TASK_ROOT) or under `sam local` / chalice, where no daemon listens."""
+    disabled = str(environ.get("POWERTOOLS_TRACE_DISABLED", "false")).strip().lower()
+    if disabled in {"1", "y", "yes", "t", "true", "on"}:
+        return False
+    return bool(environ.get("LAMBDA_TASK_ROOT")) and not (
+        environ.get("AWS_SAM_LOCAL") or environ.get("AWS_CHALICE_CLI_MODE")
+    )
+
+
+def make_tracer() -> TracerLike:
+    if not tracing_enabled():
+        return NoopTracer()
+    from aws_lambda_powertools import Tracer  # imports aws_xray_sdk: only when tracing
+
+    return cast(TracerLike, Tracer(service=SERVICE))
+
+
+tracer: TracerLike = make_tracer()
 
 CONNECT_STARTED = "ConnectStarted"
 CONNECT_SUCCEEDED = "ConnectSucceeded"

@@ -1,0 +1,1 @@
+"""Cold start, latency, round trips and package sizes of the functions (`make bench`)."""

@@ -1,0 +1,104 @@
+"""One cold start, run as `python -I -S -B -c <this file's source> <json>` in a fresh interpreter.
+
+`-S`: no site-packages; `sys.path` is exactly what Lambda gives a function: the function's directory
+(/var/task), the layer's `python/` (/opt/python) and the runtime's boto3/botocore (/var/runtime).
+`-B`: nothing is written at run time, so the only bytecode is the build's (checked-hash) one.
+
+Modes: `handler` imports `app` (module-scope setup included) and, given an event, invokes it once;
+`naive` / `floor` build the reference stacks. Prints one JSON line.
+"""
+
+import json
+import resource
+import sys
+import time
+
+
+class Context:
+    function_name = "teams-connect-bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:teams-connect-bench"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    log_group_name = "/aws/lambda/teams-connect-bench"
+    log_stream_name = "2026/01/01/[$LATEST]bench"
+
+    def __init__(self) -> None:
+        self._end = time.monotonic() + 10.0
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._end - time.monotonic()) * 1000)
+
+
+def naive() -> None:
+    import boto3
+    import httpx
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+    from aws_lambda_powertools.utilities import parameters
+
+    globals()["_keep"] = (
+        boto3.resource("dynamodb"),
+        boto3.client("secretsmanager"),
+        Logger(),
+        Metrics(),
+        Tracer(),
+        APIGatewayHttpResolver(),
+        parameters.SecretsProvider(),
+        httpx.Client(),
+    )
+
+
+def floor(services: list[str], with_httpx: bool) -> None:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    keep: list[object] = [session.create_client(s) for s in services]
+    if with_httpx:
+        import httpx
+
+        keep.append(httpx.Client())
+    globals()["_keep"] = keep
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS. /proc's VmHWM, because ru_maxrss survives fork+exec: a child of a
+    big parent reports the parent's size (the bench process holds moto and the stack)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    sys.path[:0] = config["path"]
+    started = time.perf_counter()
+    handler = None
+    if config["mode"] == "handler":
+        import app  # type: ignore[import-not-found]
+
+        handler = app.lambda_handler
+    elif config["mode"] == "naive":
+        naive()
+    else:
+        floor(config["services"], config["httpx"])
+    init_ms = (time.perf_counter() - started) * 1000
+    result: dict[str, object] = {"init_ms": init_ms}
+    if handler is not None and config.get("event"):
+        began = time.perf_counter()
+        response = handler(config["event"], Context())
+        result["first_ms"] = (time.perf_counter() - began) * 1000
+        result["status"] = response.get("statusCode")
+    result["maxrss_kb"] = peak_rss_kb()
+    # The layer's modules must have been loaded (not the dev venv's): prove where they came from.
+    module = sys.modules.get("aws_lambda_powertools")
+    result["powertools_from"] = getattr(module, "__file__", None)
+    print("BENCH-RESULT " + json.dumps(result), flush=True)
+
+
+main()

@@ -1,0 +1,770 @@
+"""`python -m bench` (make bench): cold start, first and warm invocations, round trips and sizes.
+
+Everything is measured here, in one run, against `make build`'s packages and the local stack:
+
+- cold init: fresh interpreters (`bench/child.py`) with exactly Lambda's `sys.path` (function dir,
+  the built layer's `python/`, the runtime's boto3), the function's environment from template.yaml,
+  `LAMBDA_TASK_ROOT` set (so Powertools traces, as with `Tracing: Active`). Variants, interleaved
+  round-robin so machine load hits all of them alike: the deployed package (checked-hash .pyc), the
+  same sources without bytecode, tracing disabled, the naive stack and the per-function floors;
+- first invocation: in the deployed-package process, right after init, against the local stack;
+- warm p50/p99: `lambda_handler` called in this process (handler time only), fresh realistic events;
+- round trips: every botocore API call (`BaseClient._make_api_call`) and the emulator's call counters,
+  per flow, both flavours;
+- sizes: `.build/manifest.json`.
+
+Results: bench/results/latest.{json,md} and the README's bench section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import importlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / ".build"
+RESULTS = Path(__file__).resolve().parent / "results"
+README = ROOT / "README.md"
+START_MARK, END_MARK = "<!-- bench:start -->", "<!-- bench:end -->"
+CHILD_SOURCE = (Path(__file__).resolve().parent / "child.py").read_text(encoding="utf-8")
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
+
+FUNCTIONS = ("create_session", "connect_start", "connect_callback", "get_grant", "delete_grant")
+LOGICAL_IDS = {
+    "create_session": "CreateSessionFunction",
+    "connect_start": "ConnectStartFunction",
+    "connect_callback": "ConnectCallbackFunction",
+    "get_grant": "GetGrantFunction",
+    "delete_grant": "DeleteGrantFunction",
+}
+# The AWS services each function uses, and whether it calls Nylas (v3): the floor's ingredients.
+USES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "create_session": (("dynamodb", "secretsmanager"), False),
+    "connect_start": (("dynamodb", "secretsmanager"), False),
+    "connect_callback": (("dynamodb", "secretsmanager"), True),
+    "get_grant": (("dynamodb", "secretsmanager"), False),
+    "delete_grant": (("dynamodb", "secretsmanager"), True),
+}
+NOTRACE_SAMPLES = ("create_session", "connect_callback")
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - for the whole run
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+# --------------------------------------------------------------------------- counting round trips
+
+
+@dataclass
+class Counter:
+    aws: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def install(self) -> None:
+        from botocore.client import BaseClient
+
+        original = BaseClient._make_api_call
+        counter = self
+
+        def counted(client: Any, operation_name: str, api_params: Any) -> Any:
+            counter.aws[f"{client.meta.service_model.service_name}:{operation_name}"] += 1
+            return original(client, operation_name, api_params)
+
+        BaseClient._make_api_call = counted  # type: ignore[method-assign]
+
+
+COUNTER = Counter()
+
+
+@dataclass
+class Calls:
+    dynamodb: dict[str, int]
+    secretsmanager: dict[str, int]
+    nylas: dict[str, int]
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "dynamodb": sum(self.dynamodb.values()),
+            "secretsmanager": sum(self.secretsmanager.values()),
+            "nylas": sum(self.nylas.values()),
+        }
+
+
+def _emulator_calls(emulator_url: str) -> collections.Counter[str]:
+    data = httpx.get(f"{emulator_url}/_emulator/calls", timeout=5).json()
+    return collections.Counter({k: int(v) for k, v in data["calls"].items()})
+
+
+@contextmanager
+def counting(emulator_url: str) -> Iterator[list[Calls]]:
+    """Yields a list that holds, after the block, the calls made inside it."""
+    out: list[Calls] = []
+    aws_before = COUNTER.aws.copy()
+    nylas_before = _emulator_calls(emulator_url)
+    yield out
+    aws = COUNTER.aws - aws_before
+    nylas = _emulator_calls(emulator_url) - nylas_before
+    out.append(
+        Calls(
+            dynamodb={k.split(":", 1)[1]: v for k, v in aws.items() if k.startswith("dynamodb:")},
+            secretsmanager={k.split(":", 1)[1]: v for k, v in aws.items() if k.startswith("secretsmanager:")},
+            nylas=dict(nylas),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- driving the flow
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = {k: v or "" for k, v in attrs}
+        if tag == "form" and self.action is None:
+            self.action = attr.get("action", "")
+        elif tag == "input" and attr.get("name") and attr.get("type") != "submit":
+            self.fields[attr["name"]] = attr.get("value", "")
+
+
+class Driver:
+    """Realistic events for each route, and the steps (untimed) that prepare them."""
+
+    def __init__(self, stack: Any, handlers: dict[str, Callable[..., Any]]) -> None:
+        from local.gateway import build_event, make_context
+        from local.template import http_routes, load_template
+
+        self.stack = stack
+        self.handlers = handlers
+        self.routes = {r.function_logical_id: r for r in http_routes(load_template())}
+        self._build_event = build_event
+        self._make_context = make_context
+        self.browser = httpx.Client(timeout=15.0, follow_redirects=False)
+        self.serial = 0
+
+    def event(
+        self,
+        function: str,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        path_parameters: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        host = urlsplit(self.stack.gateway_url).netloc
+        pairs = [("host", host), ("user-agent", "teams-connect-bench"), *(headers or {}).items()]
+        event: dict[str, Any] = self._build_event(
+            route=self.routes[LOGICAL_IDS[function]],
+            method=method,
+            raw_path=path,
+            raw_query=query,
+            header_pairs=pairs,
+            body=body,
+            path_parameters=path_parameters or {},
+            source_ip="127.0.0.1",
+            protocol="HTTP/1.1",
+            domain_name=host,
+        )
+        return event
+
+    def context(self, function: str) -> Any:
+        return self._make_context(self.routes[LOGICAL_IDS[function]])
+
+    def call(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
+        with contextlib.redirect_stdout(DEVNULL):
+            result: dict[str, Any] = self.handlers[function](event, self.context(function))
+        return result
+
+    def user(self) -> str:
+        self.serial += 1
+        return f"bench-{os.getpid()}-{time.monotonic_ns()}-{self.serial}"
+
+    # events
+    def create_event(self, user_id: str) -> dict[str, Any]:
+        body = json.dumps({"user_id": user_id, "return_to": f"{self.stack.demo_url}/return"}).encode()
+        return self.event(
+            "create_session",
+            "POST",
+            "/v1/sessions",
+            headers={"authorization": f"Bearer {self.stack.api_key}", "content-type": "application/json"},
+            body=body,
+        )
+
+    def start_event(self, session_id: str) -> dict[str, Any]:
+        return self.event("connect_start", "GET", "/connect/start", query=f"session={session_id}")
+
+    def grant_event(self, function: str, user_id: str) -> dict[str, Any]:
+        method = "GET" if function == "get_grant" else "DELETE"
+        return self.event(
+            function,
+            method,
+            f"/v1/grants/{user_id}",
+            headers={"authorization": f"Bearer {self.stack.api_key}"},
+            path_parameters={"user_id": user_id},
+        )
+
+    # steps
+    def create(self, user_id: str) -> str:
+        response = self.call("create_session", self.create_event(user_id))
+        assert response["statusCode"] == 201, response
+        return str(json.loads(response["body"])["session_id"])
+
+    def start(self, session_id: str) -> tuple[str, list[str]]:
+        response = self.call("connect_start", self.start_event(session_id))
+        assert response["statusCode"] == 302, response
+        cookies = [c.split(";", 1)[0] for c in response.get("cookies") or []]
+        return str(response["headers"]["Location"]), cookies
+
+    def consent(self, nylas_url: str, email: str) -> str:
+        url = nylas_url
+        for _ in range(5):
+            page = self.browser.get(url)
+            if page.status_code in (301, 302, 303, 307):
+                url = urljoin(url, page.headers["location"])
+                continue
+            break
+        parser = _FormParser()
+        parser.feed(page.text)
+        assert parser.action is not None, page.text[:300]
+        action = urljoin(url, parser.action)
+        posted = self.browser.post(action, data={**parser.fields, "email": email, "decision": "allow"})
+        assert posted.status_code in (302, 303), posted.text[:300]
+        return urljoin(action, posted.headers["location"])
+
+    def callback_event(self, user_id: str) -> dict[str, Any]:
+        session_id = self.create(user_id)
+        location, cookies = self.start(session_id)
+        callback = self.consent(location, f"{user_id[-40:]}@example.com")
+        headers = {"cookie": "; ".join(cookies)} if cookies else {}
+        return self.event(
+            "connect_callback", "GET", "/connect/callback", query=urlsplit(callback).query, headers=headers
+        )
+
+    def connected_user(self) -> str:
+        user_id = self.user()
+        response = self.call("connect_callback", self.callback_event(user_id))
+        assert response["statusCode"] in (302, 200), response
+        return user_id
+
+    def prepared_event(self, function: str) -> dict[str, Any]:
+        """A fresh event for `function` whose preconditions hold (session pending, grant present, ...)."""
+        if function == "create_session":
+            return self.create_event(self.user())
+        if function == "connect_start":
+            return self.start_event(self.create(self.user()))
+        if function == "connect_callback":
+            return self.callback_event(self.user())
+        return self.grant_event(function, self.connected_user())
+
+
+def load_handlers() -> dict[str, Callable[..., Any]]:
+    """Fresh imports of the five handlers (repo sources), as five fresh containers would have them."""
+    for name in [m for m in sys.modules if m.startswith(("teams_connect", "bench_functions"))]:
+        del sys.modules[name]
+    layer = str(ROOT / "layers" / "core")
+    if layer not in sys.path:
+        sys.path.insert(0, layer)
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    handlers: dict[str, Callable[..., Any]] = {}
+    for function in FUNCTIONS:
+        spec = importlib.util.spec_from_file_location(
+            f"bench_functions.{function}", ROOT / "functions" / function / "app.py"
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        handlers[function] = module.lambda_handler
+    return handlers
+
+
+# --------------------------------------------------------------------------- cold starts
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "n": len(ordered),
+        "p50": statistics.median(ordered),
+        "p99": p99,
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
+
+
+def no_bytecode_copy(source: Path, target: Path) -> Path:
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def runtime_dir() -> Path:
+    """A stand-in for the runtime's /var/runtime: only boto3 & co. (symlinks into the dev venv)."""
+    import boto3
+
+    site = Path(boto3.__file__).resolve().parents[1]
+    target = BUILD / "local" / "runtime"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUNTIME_PACKAGES:
+        link = target / name
+        if not link.exists():
+            link.symlink_to(site / name)
+    return target
+
+
+def lambda_environment(stack: Any, function: str, *, tracing: bool) -> dict[str, str]:
+    # template.yaml gives every function the same environment (Globals), which start_stack resolved
+    # with the local parameter values: the stack's environment is each function's environment.
+    env = dict(stack.environment)
+    env.update(
+        {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": "/var/task",
+            "LAMBDA_RUNTIME_DIR": "/var/runtime",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            "AWS_LAMBDA_FUNCTION_NAME": f"teams-connect-{function}",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            "_X_AMZN_TRACE_ID": TRACE_HEADER,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # -B in the child instead: no writes, build's .pyc read
+    if tracing:
+        env.pop("POWERTOOLS_TRACE_DISABLED", None)
+    else:
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
+    return env
+
+
+def run_child(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", CHILD_SOURCE, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+        cwd=str(BUILD),
+    )
+    for line in completed.stdout.splitlines():
+        if line.startswith("BENCH-RESULT "):
+            result: dict[str, Any] = json.loads(line.removeprefix("BENCH-RESULT "))
+            return result
+    raise RuntimeError(f"child failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
+
+
+@dataclass
+class ColdCase:
+    key: str
+    config: dict[str, Any]
+    env: dict[str, str]
+    event_for: str | None = None  # prepare a fresh event for this function before each run
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def cold_starts(stack: Any, driver: Driver, rounds: int) -> dict[str, Any]:
+    layer = BUILD / "local" / "core-layer-x86_64" / "python"
+    if not layer.is_dir():
+        raise SystemExit("run `make build` first (.build/local/core-layer-x86_64 is missing)")
+    runtime = str(runtime_dir())
+    nobc = BUILD / "local" / "nobytecode"
+    layer_nobc = no_bytecode_copy(layer, nobc / "layer" / "python")
+    cases: list[ColdCase] = []
+    for function in FUNCTIONS:
+        stage = BUILD / "stage" / function
+        fn_nobc = no_bytecode_copy(stage, nobc / function)
+        traced = lambda_environment(stack, function, tracing=True)
+        path = [str(stage), str(layer), runtime]
+        cases.append(ColdCase(f"{function}/pyc", {"mode": "handler", "path": path}, traced, function))
+        cases.append(
+            ColdCase(
+                f"{function}/nopyc",
+                {"mode": "handler", "path": [str(fn_nobc), str(layer_nobc), runtime]},
+                traced,
+            )
+        )
+        if function in NOTRACE_SAMPLES:  # the Tracer's share, shown on two functions (time budget)
+            cases.append(
+                ColdCase(
+                    f"{function}/notrace",
+                    {"mode": "handler", "path": path},
+                    lambda_environment(stack, function, tracing=False),
+                )
+            )
+    env = lambda_environment(stack, "create_session", tracing=True)
+    cases.append(ColdCase("naive", {"mode": "naive", "path": [str(layer), runtime]}, env))
+    for with_httpx in (False, True):
+        cases.append(
+            ColdCase(
+                f"floor/{'httpx' if with_httpx else 'aws'}",
+                {
+                    "mode": "floor",
+                    "path": [str(layer), runtime],
+                    "services": ["dynamodb", "secretsmanager"],
+                    "httpx": with_httpx,
+                },
+                env,
+            )
+        )
+    for index in range(rounds):
+        order = cases if index % 2 == 0 else list(reversed(cases))  # no case always first or last
+        for case in order:
+            config = dict(case.config)
+            if case.event_for:
+                config["event"] = driver.prepared_event(case.event_for)
+            case.samples.append(run_child(config, case.env))
+        print(f"  cold round {index + 1}/{rounds} done", flush=True)
+    out: dict[str, Any] = {}
+    for case in cases:
+        entry: dict[str, Any] = {"init_ms": _stats([s["init_ms"] for s in case.samples])}
+        entry["maxrss_mb"] = statistics.median(s["maxrss_kb"] for s in case.samples) / 1024
+        firsts = [s["first_ms"] for s in case.samples if "first_ms" in s]
+        if firsts:
+            entry["first_ms"] = _stats(firsts)
+            entry["first_status"] = sorted({s["status"] for s in case.samples})
+        entry["powertools_from"] = case.samples[0].get("powertools_from")
+        out[case.key] = entry
+    return out
+
+
+# --------------------------------------------------------------------------- warm and round trips
+
+
+WARM_ITERATIONS = {
+    "create_session": 200,
+    "connect_start": 150,
+    "connect_callback": 40,
+    "get_grant": 200,
+    "delete_grant": 30,
+}
+
+
+def warm(driver: Driver, scale: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    grant_user = driver.connected_user()
+    for function in FUNCTIONS:
+        n = max(10, int(WARM_ITERATIONS[function] * scale))
+        times: list[float] = []
+        for _ in range(n):
+            if function == "get_grant":
+                event = driver.grant_event(function, grant_user)
+            else:
+                event = driver.prepared_event(function)
+            context = driver.context(function)
+            with contextlib.redirect_stdout(DEVNULL):  # the EMF metrics lines, as Lambda's stdout
+                began = time.perf_counter()
+                driver.handlers[function](event, context)
+                times.append((time.perf_counter() - began) * 1000)
+        out[function] = _stats(times)
+    return out
+
+
+def round_trips(driver: Driver, emulator_url: str, flavour: str, repeats: int) -> dict[str, Any]:
+    """Calls per invocation of each flow: the first one of a fresh container (secrets not cached yet)
+    and the steady state (median over `repeats` later invocations)."""
+    out: dict[str, Any] = {}
+    first_done: set[str] = set()
+    from aws_lambda_powertools.utilities import parameters
+
+    for function in FUNCTIONS:
+        parameters.clear_caches()  # type: ignore[no-untyped-call]  # each function is its own container: nothing cached yet
+        per_call: list[Calls] = []
+        first: Calls | None = None
+        for _ in range(repeats + 1):
+            event = driver.prepared_event(function)
+            with counting(emulator_url) as calls:
+                response = driver.call(function, event)
+            assert response["statusCode"] < 500, (function, response)
+            if function not in first_done:
+                first, first_done = calls[0], first_done | {function}
+            else:
+                per_call.append(calls[0])
+        assert first is not None
+        steady = per_call[len(per_call) // 2]
+        out[function] = {
+            "first": {**first.totals(), "detail": first.__dict__},
+            "steady": {**steady.totals(), "detail": steady.__dict__},
+            "secret_reads_over_series": sum(c.totals()["secretsmanager"] for c in [first, *per_call]),
+            "invocations": repeats + 1,
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _ms(v: float) -> str:
+    return f"{v:.0f} ms" if v >= 10 else f"{v:.1f} ms"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1000 / 1000:.2f} MB"
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    cold, warm_, rt, sizes = results["cold"], results["warm"], results["round_trips"], results["sizes"]
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, met: bool, margin: str, why: str = "") -> None:
+        targets.append({"target": name, "met": met, "margin": margin, "why": "" if met else why})
+
+    naive = cold["naive"]["init_ms"]["p50"]
+    for function in FUNCTIONS:
+        calls_nylas = USES[function][1]
+        floor = cold["floor/httpx" if calls_nylas else "floor/aws"]["init_ms"]["p50"]
+        init = cold[f"{function}/pyc"]["init_ms"]["p50"]
+        add(
+            f"{function}: cold init ≤ 1.2x floor",
+            init <= 1.2 * floor,
+            f"{init / floor:.2f}x ({_ms(init)} vs {_ms(floor)})",
+            "Powertools (Logger/Metrics/resolver ≈ +150 ms), Parameters→boto3 and the X-Ray SDK on top of "
+            "bare botocore"
+            + ("; httpx imported though v3 start never calls Nylas" if function == "connect_start" else ""),
+        )
+        add(
+            f"{function}: cold init ≤ 0.7x naive",
+            init <= 0.7 * naive,
+            f"{init / naive:.2f}x ({_ms(init)} vs {_ms(naive)})",
+            "the X-Ray SDK (Tracer, Tracing: Active) and boto3 via Parameters are in both stacks",
+        )
+        first = cold[f"{function}/pyc"]["first_ms"]["p50"]
+        w = warm_[function]["p50"]
+        add(
+            f"{function}: first invocation within 50 ms of warm",
+            first - w <= 50,
+            f"+{first - w:.0f} ms ({_ms(first)} vs {_ms(w)})",
+            "first call pays lazy imports, the secrets read(s) and new connections (TLS-free here)",
+        )
+        add(
+            f"{function}: warm p50 < 5 ms",
+            w < 5,
+            f"{_ms(w)}",
+            "round trips to moto's HTTP server (≈1-3 ms each on this shared machine)",
+        )
+    for flavour in ("v3", "beta"):
+        start = rt[flavour]["connect_start"]["steady"]
+        nylas_allowed = 0 if flavour == "v3" else 1
+        add(
+            f"start ({flavour}): ≤ 1 DynamoDB, {nylas_allowed} Nylas",
+            start["dynamodb"] <= 1 and start["nylas"] <= nylas_allowed,
+            f"{start['dynamodb']} DynamoDB, {start['nylas']} Nylas",
+        )
+        cb = rt[flavour]["connect_callback"]["steady"]
+        nylas_allowed = 1 if flavour == "v3" else 2
+        add(
+            f"callback ({flavour}): ≤ 2 DynamoDB, ≤ {nylas_allowed} Nylas",
+            cb["dynamodb"] <= 2 and cb["nylas"] <= nylas_allowed,
+            f"{cb['dynamodb']} DynamoDB, {cb['nylas']} Nylas",
+            "consume (UpdateItem) + TransactWriteItems (grant + session completed) + GetItem?",
+        )
+        for function in FUNCTIONS:
+            distinct = 2 if function in ("create_session", "get_grant", "delete_grant") else 1
+            reads = rt[flavour][function]["secret_reads_over_series"]
+            add(
+                f"{function} ({flavour}): secrets read once per container",
+                reads <= distinct,
+                f"{reads} reads over {rt[flavour][function]['invocations']} invocations",
+                "cache not shared or max_age too short",
+            )
+    own = [a for a in sizes["artifacts"] if a["kind"] == "function"]
+    only_own = all(a["files"] <= 3 for a in own)
+    add(
+        "function packages hold only our code",
+        only_own,
+        ", ".join(f"{a['name']} {a['files']} files" for a in own),
+        "dependencies vendored into a function",
+    )
+    layer = next(a for a in sizes["artifacts"] if a["kind"] == "layer")
+    add(
+        "layer ≤ 3 MB zipped, no boto3",
+        layer["zipped_bytes"] <= 3_000_000 and not sizes.get("layer_has_boto3"),
+        f"{_size(layer['zipped_bytes'])} zipped (target 3.00 MB), "
+        f"boto3: {'yes' if sizes.get('layer_has_boto3') else 'no'}",
+        "Powertools (event_handler + utilities ≈ 1.4 MB zipped) + the X-Ray SDK and wrapt (≈ 0.5 MB) "
+        "+ checked-hash .pyc (≈ half of the zip)",
+    )
+    return targets
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cold, warm_, rt = results["cold"], results["warm"], results["round_trips"]
+    m = results["machine"]
+    lines = [
+        f"Last `make bench`: {m['date']}, {m['cpus']} CPUs (shared; load average {m['load_before']} → "
+        f"{m['load_after']}), Python {m['python']}, {m['platform']}; {results['rounds']} fresh "
+        "interpreters per cold-start figure (medians), interleaved. Cold init = importing the handler "
+        "module with its module-scope setup, from the built packages (`make build`), tracing on as in "
+        "Lambda; interpreter start-up excluded. Lambda's CPU at 512 MB is about a third of a core: expect "
+        "larger absolute numbers there, similar ratios.",
+        "",
+        "| function | cold init (.pyc) | no .pyc | tracing off | floor | naive | xfloor | xnaive "
+        "| first call | warm p50 | warm p99 | peak RSS | zip |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    naive = cold["naive"]["init_ms"]["p50"]
+    sizes = {a["name"]: a for a in results["sizes"]["artifacts"]}
+    for function in FUNCTIONS:
+        floor = cold["floor/httpx" if USES[function][1] else "floor/aws"]["init_ms"]["p50"]
+        pyc = cold[f"{function}/pyc"]
+        init = pyc["init_ms"]["p50"]
+        key = f"{function}/notrace"
+        notrace = _ms(cold[key]["init_ms"]["p50"]) if key in cold else "-"
+        lines.append(
+            f"| {function} | {_ms(init)} | {_ms(cold[f'{function}/nopyc']['init_ms']['p50'])} "
+            f"| {notrace} | {_ms(floor)} | {_ms(naive)} "
+            f"| {init / floor:.2f} | {init / naive:.2f} | {_ms(pyc['first_ms']['p50'])} "
+            f"| {_ms(warm_[function]['p50'])} | {_ms(warm_[function]['p99'])} | {pyc['maxrss_mb']:.0f} MB "
+            f"| {_size(sizes[function]['zipped_bytes'])} |"
+        )
+    layer = next(a for a in results["sizes"]["artifacts"] if a["kind"] == "layer")
+    lines += [
+        "",
+        f"Layer: {_size(layer['zipped_bytes'])} zipped, {_size(layer['unzipped_bytes'])} unzipped "
+        f"({layer['files']} files, {layer['pyc_files']} checked-hash .pyc); no boto3/botocore. "
+        "Floor = botocore DynamoDB + Secrets Manager clients (+ httpx where the function calls Nylas); "
+        "naive = boto3 DynamoDB resource + Secrets Manager client, Logger, Metrics, Tracer, "
+        "APIGatewayHttpResolver, Parameters, httpx.Client.",
+        "",
+        "Round trips per invocation, counted (botocore API calls, emulator call counters), steady state "
+        "(first invocation of a container in brackets, when it differs):",
+        "",
+        "| flow | v3 DynamoDB | v3 Secrets | v3 Nylas | beta DynamoDB | beta Secrets | beta Nylas |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for function in FUNCTIONS:
+        cells = []
+        for flavour in ("v3", "beta"):
+            entry = rt[flavour][function]
+            for kind in ("dynamodb", "secretsmanager", "nylas"):
+                steady, first = entry["steady"][kind], entry["first"][kind]
+                cells.append(f"{steady}" + (f" ({first})" if first != steady else ""))
+        lines.append(f"| {function} | " + " | ".join(cells) + " |")
+    lines += ["", "| target | result | margin | why missed |", "|---|---|---|---|"]
+    for t in results["targets"]:
+        lines.append(
+            f"| {t['target']} | {'met' if t['met'] else '**missed**'} | {t['margin']} | {t['why']} |"
+        )
+    lines += [
+        "",
+        "Peak RSS = VmHWM of the cold process after its first invocation. Warm p50/p99 = handler time "
+        "in-process against moto and the Nylas emulator over local HTTP (tracing off).",
+        "",
+        "Reproduce: `make bench` (builds first; 3-5 minutes depending on machine load).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(table: str) -> None:
+    text = README.read_text(encoding="utf-8")
+    if START_MARK not in text or END_MARK not in text:
+        print("README has no bench markers; not updated", file=sys.stderr)
+        return
+    head, rest = text.split(START_MARK, 1)
+    _, tail = rest.split(END_MARK, 1)
+    README.write_text(f"{head}{START_MARK}\n{table}{END_MARK}{tail}", encoding="utf-8")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --------------------------------------------------------------------------- main
+
+
+def with_stack(flavour: str) -> Any:
+    from local.stack import start_stack
+
+    return start_stack(nylas_api=flavour, gateway_port=0, emulator_port=0, moto_port=0, demo_port=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="cold start / latency / round trips / size report")
+    parser.add_argument("--rounds", type=int, default=10, help="fresh interpreters per cold-start figure")
+    parser.add_argument("--warm-scale", type=float, default=1.0, help="scale the warm iteration counts")
+    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    args = parser.parse_args(argv)
+    if args.rounds < 10:
+        print("note: fewer than 10 rounds; figures are indicative only", file=sys.stderr)
+    manifest_path = BUILD / "manifest.json"
+    if not manifest_path.is_file():
+        raise SystemExit("run `make build` first (.build/manifest.json is missing)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    layer_tree = BUILD / "stage" / "core-layer" / "python"
+    manifest["layer_has_boto3"] = any((layer_tree / n).exists() for n in ("boto3", "botocore"))
+    started = time.monotonic()
+    load_before = _load()
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import logging
+
+    logging.disable(logging.WARNING)
+    COUNTER.install()
+    results: dict[str, Any] = {"rounds": args.rounds, "sizes": manifest, "round_trips": {}}
+
+    for flavour in ("v3", "beta"):
+        with with_stack(flavour) as stack:
+            os.environ["LOG_LEVEL"] = "WARNING"
+            driver = Driver(stack, load_handlers())
+            try:
+                print(f"[{flavour}] round trips", flush=True)
+                results["round_trips"][flavour] = round_trips(
+                    driver, stack.emulator_url, flavour, repeats=5 if flavour == "v3" else 3
+                )
+                if flavour == "v3":
+                    print("[v3] warm invocations", flush=True)
+                    results["warm"] = warm(driver, args.warm_scale)
+                    print(f"[v3] cold starts ({args.rounds} rounds)", flush=True)
+                    results["cold"] = cold_starts(stack, driver, args.rounds)
+            finally:
+                driver.browser.close()
+                # moto's backends are process-global: the next stack must find no tables.
+                httpx.post(f"{stack.moto_url}/moto-api/reset", timeout=10)
+
+    results["machine"] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "load_before": load_before,
+        "load_after": _load(),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    results["targets"] = evaluate(results)
+    table = markdown(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    (RESULTS / "latest.md").write_text(table, encoding="utf-8")
+    if not args.no_readme:
+        update_readme(table)
+    print(table)
+    print(f"bench took {results['machine']['seconds']} s; results in {RESULTS}/latest.{{json,md}}")
+    return 0

@@ -1,0 +1,70 @@
+"""tools/package.py: what `make build` ships. One build per session; pip downloads are cached in .build/."""
+
+from __future__ import annotations
+
+import importlib.util
+import zipfile
+from pathlib import Path
+
+import pytest
+from tools import package
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    build = tmp_path_factory.mktemp("build")
+    package.build_all(build)  # wheels come from the repository's cache (.build/cache) after the first run
+    return build
+
+
+def _names(zip_path: Path) -> list[str]:
+    with zipfile.ZipFile(zip_path) as archive:
+        return archive.namelist()
+
+
+def test_layer_has_no_runtime_provided_package(built: Path) -> None:
+    tops = {name.split("/")[1] for name in _names(built / "core-layer.zip") if name.count("/") >= 1}
+    for forbidden in ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six.py"):
+        assert forbidden not in tops
+    assert not any(t.startswith(("boto3-", "botocore-")) for t in tops)
+    assert {"teams_connect", "aws_lambda_powertools", "aws_xray_sdk", "httpx", "tenacity"} <= tops
+
+
+def test_layer_native_code_is_aarch64_only(built: Path) -> None:
+    shared = [n for n in _names(built / "core-layer.zip") if n.endswith(".so")]
+    assert all("aarch64" in n for n in shared), shared
+
+
+def test_functions_hold_only_their_own_files(built: Path) -> None:
+    for name in package.function_names():
+        names = _names(built / f"{name}.zip")
+        assert "app.py" in names
+        assert all(n in ("app.py", "requirements.txt") or n.startswith("__pycache__/app.") for n in names)
+
+
+def test_every_py_has_a_checked_hash_pyc(built: Path) -> None:
+    with zipfile.ZipFile(built / "core-layer.zip") as archive:
+        names = set(archive.namelist())
+        sources = [n for n in names if n.startswith("python/teams_connect/") and n.endswith(".py")]
+        assert sources
+        tag = importlib.util.MAGIC_NUMBER
+        for source in sources:
+            folder, _, file = source.rpartition("/")
+            pyc = f"{folder}/__pycache__/{file[:-3]}.cpython-312.pyc"
+            assert pyc in names, source
+            header = archive.read(pyc)[:16]
+            assert header[:4] == tag  # compiled by Python 3.12
+            assert int.from_bytes(header[4:8], "little") == 0b11  # hash-based, check_source
+
+
+def test_zips_are_deterministic_with_1980_timestamps(built: Path) -> None:
+    for zip_path in built.glob("*.zip"):
+        with zipfile.ZipFile(zip_path) as archive:
+            infos = archive.infolist()
+        assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_rezip_is_byte_identical(built: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again.zip"
+    package._zip(built / "stage" / "get_grant", again)
+    assert again.read_bytes() == (built / "get_grant.zip").read_bytes()
