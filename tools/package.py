@@ -5,10 +5,9 @@ these machines:
 
 - each function's package = its own directory's files (no `__pycache__`/`*.pyc`, which SAM excludes)
   plus its `requirements.txt` dependencies (all empty today);
-- the layer's package = `python/teams_connect` + `pip install -r layers/core/requirements.txt` for the
-  runtime's platform (manylinux2014_aarch64, CPython 3.12, wheels only), WITHOUT the packages the
-  Lambda runtime already provides (boto3, botocore, s3transfer, jmespath, urllib3, python-dateutil,
-  six): aws-xray-sdk depends on botocore, so they would otherwise sneak in;
+- the layer's package = the tree `layers/core/build_layer.py` builds, the very script `sam build` runs
+  for the layer (`BuildMethod: makefile`): `python/teams_connect` + the requirements' wheels for the
+  runtime's platform, WITHOUT the packages the Lambda runtime provides (boto3, botocore, …);
 
 and, unlike `sam build`, every package's `.py` is compiled with `compileall --invalidation-mode
 checked-hash` by Python 3.12 (the runtime's minor version): the zips carry 1980-01-01 timestamps, so
@@ -30,14 +29,10 @@ unchanged requirements takes a few seconds.
 from __future__ import annotations
 
 import argparse
-import compileall
 import hashlib
 import json
 import os
-import py_compile
-import re
 import shutil
-import subprocess
 import sys
 import time
 import zipfile
@@ -52,24 +47,14 @@ LAYER_DIR = ROOT / "layers" / "core"
 LAYER_PACKAGE = "teams_connect"
 LAYER_NAME = "core-layer"
 RUNTIME_PYTHON = (3, 12)
-ARM64 = "manylinux2014_aarch64"
-X86_64 = "manylinux2014_x86_64"
+_LAYER_DIR = Path(__file__).resolve().parents[1] / "layers" / "core"
+if str(_LAYER_DIR) not in sys.path:
+    sys.path.insert(0, str(_LAYER_DIR))
+import build_layer  # noqa: E402 - layers/core/build_layer.py, the layer's one packaging script
 
-# Provided by the Lambda Python runtime: never shipped (top-level import names, normalised dist names).
-RUNTIME_PROVIDED = frozenset(
-    {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "python_dateutil", "six"}
-)
-# What SAM's builder never copies from a source directory (a subset of aws-lambda-builders' excludes).
-EXCLUDED_NAMES = frozenset({"__pycache__", ".git", ".gitignore", ".aws-sam", ".mypy_cache", ".pytest_cache"})
-EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-# Never loaded by a Lambda function: Powertools' Swagger UI assets (served only by `enable_swagger()`,
-# which we never call) and type stubs. Removing them is the only pruning done: no module is removed.
-PRUNED = (
-    "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.js",
-    "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.css",
-    "*-stubs",
-    "**/*.pyi",
-)
+ARM64 = build_layer.ARM64
+X86_64 = build_layer.X86_64
+RUNTIME_PROVIDED = build_layer.RUNTIME_PROVIDED
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _CACHE_VERSION = "3"  # bump when the way dependencies are installed or stripped changes
 
@@ -88,86 +73,11 @@ class Artifact:
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_python() -> None:
-    if sys.version_info[:2] != RUNTIME_PYTHON:
-        raise SystemExit(
-            f"compile with Python {RUNTIME_PYTHON[0]}.{RUNTIME_PYTHON[1]} (the Lambda runtime's version), "
-            f"not {sys.version.split()[0]}: .pyc files of another minor version are ignored"
-        )
-
-
-def _copy_tree(source: Path, target: Path) -> None:
-    def ignore(_dir: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in EXCLUDED_NAMES or n.endswith(EXCLUDED_SUFFIXES)}
-
-    shutil.copytree(source, target, ignore=ignore, dirs_exist_ok=True)
-
-
 def _requirements(path: Path) -> list[str]:
     if not path.is_file():
         return []
     lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
     return [line for line in lines if line]
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
-def _dist_name(dist_info: Path) -> str:
-    """`python_dateutil-2.9.0.dist-info` → `python_dateutil`."""
-    return _normalise(dist_info.name.split("-", 1)[0])
-
-
-def _pip_target(requirements: Path, platform: str, target: Path) -> None:
-    """pip install the requirements' wheels for `platform` (CPython 3.12) into `target`."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-compile",  # compiled below, as checked-hash
-        "--target",
-        str(target),
-        "--platform",
-        platform,
-        "--implementation",
-        "cp",
-        "--python-version",
-        f"{RUNTIME_PYTHON[0]}.{RUNTIME_PYTHON[1]}",
-        "--only-binary=:all:",
-        "-r",
-        str(requirements),
-    ]
-    env = {**os.environ, "PIP_NO_WARN_SCRIPT_LOCATION": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)  # noqa: S603
-    if result.returncode != 0:
-        raise SystemExit(
-            f"pip could not install {requirements} for {platform}:\n{result.stdout}\n{result.stderr}"
-        )
-
-
-def _strip_runtime_provided(site: Path) -> list[str]:
-    """Remove the runtime's own packages (and their metadata) from a pip --target tree."""
-    removed: list[str] = []
-    for entry in sorted(site.iterdir()):
-        if entry.name.endswith(".dist-info"):
-            if _dist_name(entry) in RUNTIME_PROVIDED:
-                shutil.rmtree(entry)
-                removed.append(entry.name)
-            continue
-        stem = entry.name.removesuffix(".py")
-        if stem in RUNTIME_PROVIDED:
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-            removed.append(entry.name)
-    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts are useless in a layer
-    for pattern in PRUNED:
-        for path in sorted(site.glob(pattern)):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-            removed.append(path.relative_to(site).as_posix())
-    return removed
 
 
 def _dependencies(requirements: Path, platform: str) -> Path:
@@ -184,23 +94,10 @@ def _dependencies(requirements: Path, platform: str) -> Path:
     partial = cached.with_name(cached.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    _pip_target(requirements, platform, partial)
-    removed = _strip_runtime_provided(partial)
+    removed = build_layer.install_dependencies(requirements, platform, partial)
     (partial / ".complete").write_text(json.dumps({"removed": removed}), encoding="utf-8")
     partial.rename(cached)
     return cached
-
-
-def _compile(tree: Path) -> None:
-    """checked-hash .pyc next to every .py (in __pycache__), by this Python 3.12."""
-    ok = compileall.compile_dir(
-        str(tree),
-        quiet=1,
-        workers=0,
-        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
-    )
-    if not ok:
-        raise SystemExit(f"compileall failed in {tree}")
 
 
 def _files(tree: Path) -> Iterator[Path]:
@@ -247,12 +144,12 @@ def build_function(name: str, build: Path = BUILD) -> Artifact:
     source = FUNCTIONS_DIR / name
     stage = build / "stage" / name
     shutil.rmtree(stage, ignore_errors=True)
-    _copy_tree(source, stage)
+    build_layer.copy_tree(source, stage)
     requirements = source / "requirements.txt"
     if _requirements(requirements):
         shutil.copytree(_dependencies(requirements, ARM64), stage, dirs_exist_ok=True)
         (stage / ".complete").unlink(missing_ok=True)
-    _compile(stage)
+    build_layer.compile_tree(stage)
     zip_path = build / f"{name}.zip"
     _zip(stage, zip_path)
     return _artifact(name, "function", stage, zip_path)
@@ -261,16 +158,12 @@ def build_function(name: str, build: Path = BUILD) -> Artifact:
 def stage_layer(target: Path, platform: str) -> Path:
     """`target/python/` = teams_connect + the requirements for `platform`, compiled; returns `target`."""
     shutil.rmtree(target, ignore_errors=True)
-    python = target / "python"
-    python.mkdir(parents=True)
-    shutil.copytree(_dependencies(LAYER_DIR / "requirements.txt", platform), python, dirs_exist_ok=True)
-    (python / ".complete").unlink(missing_ok=True)
-    _copy_tree(LAYER_DIR / LAYER_PACKAGE, python / LAYER_PACKAGE)
-    _compile(python)
-    return target
+    return build_layer.build(
+        target, platform=platform, dependencies=_dependencies(LAYER_DIR / "requirements.txt", platform)
+    )
 
 
-def build_layer(build: Path = BUILD) -> Artifact:
+def package_layer(build: Path = BUILD) -> Artifact:
     stage = stage_layer(build / "stage" / LAYER_NAME, ARM64)
     zip_path = build / f"{LAYER_NAME}.zip"
     _zip(stage, zip_path)
@@ -287,9 +180,9 @@ def native_extensions(tree: Path) -> list[str]:
 
 
 def build_all(build: Path = BUILD) -> list[Artifact]:
-    _check_python()
+    build_layer.check_python()
     build.mkdir(exist_ok=True)
-    artifacts = [build_layer(build), *(build_function(name, build) for name in function_names())]
+    artifacts = [package_layer(build), *(build_function(name, build) for name in function_names())]
     build_local_layer(build)
     layer_python = build / "stage" / LAYER_NAME / "python"
     manifest = {
