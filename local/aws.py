@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,15 +97,59 @@ class LocalAws:
         self.server.stop()
 
 
+_DYNAMODB_LOCK = threading.RLock()
+_DYNAMODB_OPERATIONS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "transact_get_items",
+    "batch_write_item",
+    "batch_get_item",
+    "query",
+    "scan",
+)
+
+
+def make_dynamodb_atomic() -> None:
+    """Serialise moto's DynamoDB item operations in this process (idempotent).
+
+    DynamoDB applies a conditional write (and a transaction) atomically. moto's server handles each
+    request in its own thread and its backend evaluates a condition and then writes without a lock,
+    so two concurrent `UpdateItem ... ConditionExpression` calls can both succeed (seen locally: 20
+    parallel consumes of one session, 1 trial in 30 had two winners), and a read can observe an item
+    half way through an update. The product relies on the real service's atomicity, so the local
+    stack must provide it too: one process-wide lock around the backend's item operations. This
+    changes moto only, never the product code; moto's in-memory operations are fast, so the lock
+    costs little even under the concurrency tests.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in _DYNAMODB_OPERATIONS:
+        original = getattr(DynamoDBBackend, name)
+        if getattr(original, "_teams_connect_atomic", False):
+            continue
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with _DYNAMODB_LOCK:
+                return _original(self, *args, **kwargs)
+
+        locked._teams_connect_atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, locked)
+
+
 def start_moto(
     host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0
 ) -> tuple[ThreadedMotoServer, str]:
-    """Start moto's server in a thread; refuses a taken port (ThreadedMotoServer can hang on one)."""
+    """Start moto's server in a thread; refuses a taken port (ThreadedMotoServer can hang on one).
+    Its DynamoDB item operations are made atomic (`make_dynamodb_atomic`), as in the service."""
     if port == 0:
         port = free_port(host)
     elif not port_is_free(host, port):
         raise RuntimeError(f"port {port} on {host} is already in use; moto cannot start there")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
+    make_dynamodb_atomic()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     url = f"http://{host}:{port}"

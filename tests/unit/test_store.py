@@ -238,3 +238,64 @@ def test_delete_leaves_a_guard_that_now_belongs_to_someone_else(aws: Aws) -> Non
     assert grants.get("alice") is None
     owner = aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-1"}})["Item"]["owner"]["S"]
     assert owner == "carol"
+
+
+# --- AWS failures: standard retries, transient transaction cancellations --------------------------
+def test_the_container_client_uses_standard_retries_and_timeouts(aws: Aws) -> None:
+    from teams_connect.store import dynamodb_client
+
+    config = dynamodb_client().meta.config
+    assert config.retries == {"mode": "standard"}
+    assert (config.connect_timeout, config.read_timeout) == (2, 5)
+
+
+def _cancelled(reasons: list[str]) -> Any:
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": r} for r in reasons],
+        },
+        "TransactWriteItems",
+    )
+
+
+class _FailingTransactions:
+    def __init__(self, inner: Any, error: Exception) -> None:
+        self._inner = inner
+        self.error = error
+        self.calls = 0
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        raise self.error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize(
+    ("reasons", "code"),
+    [
+        (["None", "ThrottlingError", "None"], "upstream_unavailable"),
+        (["ProvisionedThroughputExceeded", "None", "None"], "upstream_unavailable"),
+        (["TransactionConflict", "None", "None"], "upstream_unavailable"),
+        (["None", "None", "ValidationError"], "server_error"),
+    ],
+)
+def test_transaction_cancelled_without_a_failed_condition_is_classified(
+    aws: Aws, reasons: list[str], code: str
+) -> None:
+    from teams_connect.errors import ConnectError
+
+    client = _FailingTransactions(aws.client, _cancelled(reasons))
+    grants = GrantStore(GRANTS, SESSIONS, client)
+    with pytest.raises(ConnectError) as err:
+        grants.save(_grant("u1", "g1"))
+    assert err.value.code == code
+    assert client.calls == 1
+    assert aws.client.scan(TableName=GRANTS)["Count"] == 0
+    with pytest.raises(ConnectError) as err2:
+        grants.delete("u1", "g1")
+    assert err2.value.code == code

@@ -65,6 +65,12 @@ class Settings:
     nylas_scopes: tuple[str, ...]
     beta_auth_expires_in: int
     secrets_max_age: int
+    nylas_read_timeout_ms: int = 5000
+
+    @property
+    def nylas_read_timeout(self) -> float:
+        """Seconds to wait for Nylas's answer per attempt (`NYLAS_READ_TIMEOUT_MS`, default 5000)."""
+        return self.nylas_read_timeout_ms / 1000
 
     @property
     def callback_url(self) -> str:
@@ -119,6 +125,7 @@ class Settings:
             nylas_scopes=scopes,
             beta_auth_expires_in=_int(get, "BETA_AUTH_EXPIRES_IN", 43200, 61, 1_209_600),
             secrets_max_age=_int(get, "SECRETS_MAX_AGE", 300, 0, 3600),
+            nylas_read_timeout_ms=_int(get, "NYLAS_READ_TIMEOUT_MS", 5000, 100, 25000),
         )
 
 

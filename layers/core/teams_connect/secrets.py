@@ -1,18 +1,41 @@
 """Secrets Manager through Powertools Parameters: cached for `SECRETS_MAX_AGE`, re-read on demand.
 
+The provider's boto3 client uses the standard retry mode (3 attempts, capped backoff, retry quota)
+and explicit timeouts, like the DynamoDB client. It is registered among Powertools' default providers,
+so `parameters.clear_caches()` forgets it (and its cache) too.
 Secret values never appear in logs, reprs or exceptions.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+from botocore.config import Config
 
 from teams_connect.config import Settings
 from teams_connect.errors import ServerError, UpstreamUnavailable
 from teams_connect.observability import logger
+
+BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
+_PROVIDER_KEY = "teams_connect.secrets"
+_provider_lock = threading.Lock()
+
+
+def secrets_provider() -> parameters.SecretsProvider:
+    """The container's Powertools SecretsProvider (created lazily, once per cache generation)."""
+    provider = DEFAULT_PROVIDERS.get(_PROVIDER_KEY)
+    if provider is None:
+        with _provider_lock:
+            provider = DEFAULT_PROVIDERS.get(_PROVIDER_KEY)
+            if provider is None:
+                provider = parameters.SecretsProvider(boto_config=BOTO_CONFIG)
+                DEFAULT_PROVIDERS[_PROVIDER_KEY] = provider
+    assert isinstance(provider, parameters.SecretsProvider)
+    return provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +48,7 @@ class NylasCredentials:
 def get_json_secret(arn: str, *, max_age: int, force_fetch: bool = False) -> dict[str, Any]:
     """The JSON object stored in the secret `arn`. Fails closed (no value → an error page)."""
     try:
-        value = parameters.get_secret(arn, transform="json", max_age=max_age, force_fetch=force_fetch)
+        value = secrets_provider().get(arn, transform="json", max_age=max_age, force_fetch=force_fetch)
     except parameters.exceptions.TransformParameterError:
         logger.error("secret is not a JSON object", extra={"secret_arn": arn})
         raise ServerError() from None

@@ -176,15 +176,29 @@ class GrantRecord:
         )
 
 
+# Why a transaction was cancelled, per item, when no condition failed: all transient.
+_TRANSIENT_CANCELLATIONS = frozenset(
+    {"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict", "RequestLimitExceeded"}
+)
+
+
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def aws_error(exc: Exception) -> ConnectError:
-    """A DynamoDB failure that is not a business condition → upstream_unavailable / server_error."""
+    """A DynamoDB failure that is not a business condition → upstream_unavailable / server_error.
+
+    A `TransactionCanceledException` (never retried by the SDK) whose reasons are throttling or a
+    conflict with another transaction is transient too: nothing was written, a retry may succeed."""
     code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-    logger.error("DynamoDB call failed", extra={"aws_error": code})
+    reasons: list[str] = []
+    if isinstance(exc, ClientError) and code == "TransactionCanceledException":
+        reasons = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons") or []]
+    logger.error("DynamoDB call failed", extra={"aws_error": code, "cancellation_reasons": reasons})
     if isinstance(exc, BotoCoreError) or code in _TRANSIENT_CODES:
+        return UpstreamUnavailable()
+    if reasons and any(r in _TRANSIENT_CANCELLATIONS for r in reasons):
         return UpstreamUnavailable()
     return ServerError()
 

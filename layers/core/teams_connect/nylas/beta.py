@@ -34,6 +34,7 @@ class BetaAdapter:
         self._expires_in = settings.beta_auth_expires_in
         self._secrets = secrets
         self._http = http
+        http.read_timeout = settings.nylas_read_timeout
 
     def client_id(self) -> str:
         return self._secrets.nylas().client_id

@@ -1,8 +1,17 @@
 """The httpx client for Nylas: explicit timeouts, an overall deadline, request-id logging, error
-envelope parsing, and retries (tenacity, full-jitter backoff, Retry-After) for idempotent calls.
+envelope parsing, retries (tenacity, full-jitter backoff, Retry-After) for idempotent calls, and a
+circuit breaker (pybreaker) for fast failure while Nylas is down.
 
 A non-idempotent call (the one-time code exchange) is retried only when the request provably
 never reached Nylas (`httpx.ConnectError` / `httpx.ConnectTimeout`).
+
+Circuit breaker, one per `NylasHttp` (= per container): every network attempt is one observation.
+5xx, 429 and transport failures count; after `BREAKER_FAIL_MAX` consecutive ones the circuit opens
+for `BREAKER_RESET_SECONDS` and every call fails at once with a transient `NylasError(None,
+"circuit_open")` (the flow's `upstream_unavailable`) without touching the network; then one probe
+is let through (half-open). Any answer below 500 except 429 (a 4xx business error, 401 included)
+proves Nylas is up and resets the count. pybreaker serialises the guarded attempts of one breaker
+(a lock): in Lambda a container serves one request at a time, so this costs nothing there.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pybreaker
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
@@ -23,6 +33,8 @@ from teams_connect.observability import logger
 TIMEOUT = httpx.Timeout(connect=2.0, read=5.0, write=5.0, pool=1.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_BUDGET_SECONDS = 20.0  # below API Gateway's 30 s when no Lambda deadline is given
+BREAKER_FAIL_MAX = 5
+BREAKER_RESET_SECONDS = 30
 _MIN_ATTEMPT_SECONDS = 0.2
 _random = secrets.SystemRandom()
 
@@ -65,6 +77,26 @@ class _StopAtDeadline(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self._monotonic() + retry_state.upcoming_sleep + _MIN_ATTEMPT_SECONDS >= self._end
+
+
+def counts_as_outage(exc: BaseException) -> bool:
+    """What the circuit breaker counts: 5xx, 429 and transport failures, never a 4xx business error."""
+    error = exc.error if isinstance(exc, _Retryable) else exc
+    if isinstance(error, NylasError):
+        return error.transient
+    return True
+
+
+def new_breaker(
+    *, fail_max: int = BREAKER_FAIL_MAX, reset_timeout: float = BREAKER_RESET_SECONDS
+) -> pybreaker.CircuitBreaker:
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max,
+        reset_timeout=reset_timeout,
+        exclude=[lambda exc: not counts_as_outage(exc)],
+        throw_new_error_on_trip=False,  # the tripping call keeps its own error
+        name="nylas",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +150,12 @@ class NylasHttp:
         max_attempts: int = 3,
         backoff_base: float = 0.25,
         backoff_cap: float = 2.0,
+        read_timeout: float = TIMEOUT.read or 5.0,
+        breaker: pybreaker.CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url
+        self.read_timeout = read_timeout
+        self.breaker = breaker if breaker is not None else new_breaker()
         self._client = httpx.Client(
             base_url=base_url,
             timeout=TIMEOUT,
@@ -180,10 +216,26 @@ class NylasHttp:
             raise NylasError(None, "deadline_exceeded")
         timeout = httpx.Timeout(
             connect=min(2.0, remaining),
-            read=min(5.0, remaining),
+            read=min(self.read_timeout, remaining),
             write=min(5.0, remaining),
             pool=min(1.0, remaining),
         )
+        try:
+            return self.breaker.call(self._send, method, path, route, headers, json, idempotent, timeout)
+        except pybreaker.CircuitBreakerError:
+            logger.warning("nylas circuit open: failing fast", extra={"route": route})
+            raise NylasError(None, "circuit_open") from None
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        route: str,
+        headers: Mapping[str, str] | None,
+        json: Any,
+        idempotent: bool,
+        timeout: httpx.Timeout,
+    ) -> NylasResponse:
         started = self._monotonic()
         try:
             resp = self._client.request(method, path, headers=headers, json=json, timeout=timeout)

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 from teams_connect.config import Settings
 from teams_connect.errors import AccessDenied, ConnectError, GrantInvalid, ServerError, UpstreamUnavailable
-from teams_connect.nylas.http import NylasError, NylasHttp
+from teams_connect.nylas.http import NylasError, NylasHttp, NylasResponse
 from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
 from teams_connect.observability import logger
 from teams_connect.secrets import SecretsProvider
@@ -38,6 +38,7 @@ class V3Adapter:
         self._scopes = settings.nylas_scopes
         self._secrets = secrets
         self._http = http
+        http.read_timeout = settings.nylas_read_timeout
 
     def client_id(self) -> str:
         return self._secrets.nylas().client_id
@@ -78,21 +79,7 @@ class V3Adapter:
     ) -> VerifiedGrant:
         if callback.code is None or not pending.code_verifier:
             raise GrantInvalid()
-        creds = self._secrets.nylas()
-        body = {
-            "client_id": creds.client_id,
-            "client_secret": creds.api_key,
-            "code": callback.code,
-            "redirect_uri": pending.redirect_uri,
-            "code_verifier": pending.code_verifier,
-            "grant_type": "authorization_code",
-        }
-        try:
-            resp = self._http.request(
-                "POST", "/v3/connect/token", route="v3.token", json=body, idempotent=False, deadline=deadline
-            )
-        except NylasError as exc:
-            raise _exchange_error(exc) from None
+        resp = self._exchange(callback.code, pending, deadline=deadline)
         data = resp.body if isinstance(resp.body, dict) else {}
         grant = _grant_from_token(data)
         if grant is None:
@@ -106,6 +93,41 @@ class V3Adapter:
             logger.warning("grant has an unexpected provider")
             raise GrantInvalid()
         return grant
+
+    def _exchange(self, code: str, pending: PendingFlow, *, deadline: float | None) -> NylasResponse:
+        """`POST /v3/connect/token`, never blindly repeated (the code is single-use). A 401 means the
+        client authentication failed, so the code was not redeemed: the secret is re-read once and
+        the exchange repeated once, but only if the re-read key differs (rotation)."""
+        creds = self._secrets.nylas()
+        for attempt in (1, 2):
+            body = {
+                "client_id": creds.client_id,
+                "client_secret": creds.api_key,
+                "code": code,
+                "redirect_uri": pending.redirect_uri,
+                "code_verifier": pending.code_verifier,
+                "grant_type": "authorization_code",
+            }
+            try:
+                return self._http.request(
+                    "POST",
+                    "/v3/connect/token",
+                    route="v3.token",
+                    json=body,
+                    idempotent=False,
+                    deadline=deadline,
+                )
+            except NylasError as exc:
+                if exc.status == 401 and attempt == 1:
+                    fresh = self._secrets.nylas(force_fetch=True)
+                    if fresh.api_key != creds.api_key or fresh.client_id != creds.client_id:
+                        logger.warning(
+                            "Nylas rejected the API key; the re-read secret differs: retrying once"
+                        )
+                        creds = fresh
+                        continue
+                raise _exchange_error(exc) from None
+        raise ServerError()  # pragma: no cover - the loop always returns or raises
 
     def _get_grant(self, grant_id: str, *, deadline: float | None) -> VerifiedGrant:
         resp = self._authorized("GET", f"/v3/grants/{grant_id}", route="v3.grants.get", deadline=deadline)

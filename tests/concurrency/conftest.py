@@ -1,0 +1,24 @@
+"""Concurrency suite: the local stack of both flavours (one subprocess each, alive together so the
+two flavours' loads can run side by side on two cores)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from tests.faults.support import FIGURES
+from tests.support.stack_process import StackUrls
+
+from .lambda_stack import running_lambda_like_stack
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    FIGURES.write()
+
+
+@pytest.fixture(scope="session")
+def stacks() -> Iterator[dict[str, StackUrls]]:
+    with ExitStack() as stack:
+        yield {flavour: stack.enter_context(running_lambda_like_stack(flavour)) for flavour in ("v3", "beta")}

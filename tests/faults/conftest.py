@@ -1,0 +1,51 @@
+"""Fault-injection suite: Nylas faults through the local stack (one subprocess per flavour, started
+on first use), AWS faults in-process (see test_aws_faults.py). Writes the run's figures."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports Powertools: test_aws_faults.py runs the handlers in this process, and
+# Powertools reads these once, at import (the local stack sets them only for its "containers").
+for _name, _value in {
+    "POWERTOOLS_SERVICE_NAME": "teams-connect",
+    "POWERTOOLS_METRICS_NAMESPACE": "TeamsConnectFaults",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+from collections.abc import Iterator  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+from tests.support.stack_process import StackUrls  # noqa: E402
+
+from .support import FIGURES, fault_ready_stack  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Powertools warns when an invocation emits no metric (the API routes emit none).
+    config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish:UserWarning")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    FIGURES.write()
+
+
+@pytest.fixture(scope="session")
+def v3_stack() -> Iterator[StackUrls]:
+    with fault_ready_stack("v3") as urls:
+        yield urls
+
+
+@pytest.fixture(scope="session")
+def beta_stack() -> Iterator[StackUrls]:
+    with fault_ready_stack("beta") as urls:
+        yield urls
+
+
+def api_client(stack: StackUrls) -> httpx.Client:
+    return httpx.Client(
+        base_url=stack.gateway, headers={"authorization": f"Bearer {stack.api_key}"}, timeout=15.0
+    )
