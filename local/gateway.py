@@ -99,6 +99,20 @@ def make_context(route: Route) -> LambdaContext:
     )
 
 
+# --------------------------------------------------------------------------- invocation
+
+# Lambda never gives one execution environment two events at once, and the handlers rely on it:
+# Powertools' event handler keeps the current event in a class attribute (`BaseRouter.current_event`)
+# shared by every resolver of the process. All functions run in this one process (one "environment"),
+# so invocations run one at a time; HTTP, moto and the emulator stay concurrent.
+_INVOKE_LOCK = threading.Lock()
+
+
+def _one_at_a_time(handler: Handler, event: dict[str, Any], context: Any) -> Any:
+    with _INVOKE_LOCK:
+        return handler(event, context)
+
+
 # --------------------------------------------------------------------------- handler loading
 
 
@@ -374,7 +388,9 @@ class Gateway:
         context = make_context(route)
         try:
             handler = await asyncio.to_thread(self.loader, route)
-            result = await asyncio.wait_for(asyncio.to_thread(handler, event, context), route.timeout)
+            result = await asyncio.wait_for(
+                asyncio.to_thread(_one_at_a_time, handler, event, context), route.timeout
+            )
         except TimeoutError:
             # A Lambda timeout is a function error: HTTP API answers 500 (503 is its own 30 s limit).
             LOG.error(

@@ -9,9 +9,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.faults.support import FIGURES
-from tests.support.stack_process import StackUrls
-
-from .lambda_stack import running_lambda_like_stack
+from tests.support.stack_process import StackUrls, running_stack
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -21,4 +19,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def stacks() -> Iterator[dict[str, StackUrls]]:
     with ExitStack() as stack:
-        yield {flavour: stack.enter_context(running_lambda_like_stack(flavour)) for flavour in ("v3", "beta")}
+        yield {flavour: stack.enter_context(running_stack(flavour)) for flavour in ("v3", "beta")}

@@ -8,7 +8,7 @@
   `status=connected` or a contract error code, never a 5xx.
 
 The local moto server is made atomic for conditional writes (see `local.aws.make_dynamodb_atomic`);
-the stacks run one event at a time per process, as a Lambda environment does (see lambda_stack.py).
+the gateway runs one event at a time per process, as a Lambda environment does (see local.gateway).
 """
 
 from __future__ import annotations

@@ -13,9 +13,7 @@ example database (nothing is written to .hypothesis/), no shrinking phase beyond
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -38,39 +36,8 @@ from tests.support.stack_process import StackUrls, running_stack
 
 SCHEMA = schemathesis.openapi.from_path(str(OPENAPI_PATH))
 MAX_EXAMPLES = 25
-# Known issue, reported (not ours to fix here): a callback whose `state` is well-formed but that carries
-# neither `error` nor a well-formed `code` is answered 502 `grant_invalid` by the v3 adapter's
-# `parse_callback` before the session is looked up, instead of a 4xx. This is the ONLY 5xx tolerated, by
-# exact signature; test_known_issue_callback_without_code_is_still_502 fails as soon as it is fixed, so
-# this allowance is removed then.
-_CODE_RE = re.compile(r"^[\x21-\x7e]{1,2048}$")
-_STATE_RE = re.compile(r"^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}$")
-
-
-def _known_callback_502(case: schemathesis.Case[Any], response: schemathesis.Response) -> bool:
-    query = case.query or {}
-    state, code = query.get("state"), query.get("code")
-    return (
-        case.operation.path == "/connect/callback"
-        and response.status_code == 502
-        and b"grant_invalid" in response.content
-        and isinstance(state, str)
-        and bool(_STATE_RE.match(state))
-        and "error" not in query
-        and not (isinstance(code, str) and _CODE_RE.match(code))
-    )
-
-
-def not_a_server_error_but_the_known_issue(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
-) -> bool | None:
-    if _known_callback_502(case, response):
-        return None
-    return not_a_server_error(ctx, response, case)
-
-
 COMMON_CHECKS: list[CheckFunction] = [
-    not_a_server_error_but_the_known_issue,
+    not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
@@ -152,10 +119,10 @@ def test_the_handlers_conform_to_the_document(
     assert len(seen) >= 5
 
 
-def test_known_issue_callback_without_code_is_still_502(stack: StackUrls) -> None:
-    """Pins the one tolerated 5xx (see `_known_callback_502`): fails once the handler answers a 4xx,
-    which is the signal to delete the allowance."""
+def test_a_callback_without_code_or_error_is_a_4xx_page(stack: StackUrls) -> None:
+    """Once found by this suite: a well-formed `state` with neither `code` nor `error` was a 502."""
     state = "A" * 43 + "." + "B" * 43
     response = httpx.get(f"{stack.gateway}/connect/callback", params={"state": state}, timeout=15)
-    assert response.status_code == 502
-    assert "grant_invalid" in response.text
+    assert response.status_code == 400
+    assert "session_invalid" in response.text or "not valid" in response.text
+    assert "location" not in response.headers

@@ -301,6 +301,62 @@ def test_upstream_failure_leaves_the_session_retryable(v3: Harness) -> None:
     assert second.connected
 
 
+def test_a_retryable_end_keeps_the_binding_cookie_and_a_terminal_one_clears_it(v3: Harness) -> None:
+    state, started = start(v3)
+    with respx.mock() as router:
+        router.post(TOKEN_URL).mock(side_effect=[httpx.Response(503)])
+        retryable = v3.flow.complete({"code": "c", "state": state}, cookies_of(started))
+    assert retryable.error is not None
+    assert retryable.error.code == "upstream_unavailable"
+    assert retryable.clear_cookie is None
+    denied = v3.flow.complete({"error": "access_denied", "state": state}, cookies_of(started))
+    assert denied.error is not None
+    assert denied.error.code == "access_denied"
+    assert denied.clear_cookie is not None
+    assert denied.clear_cookie.name == started.cookie.name
+    assert denied.clear_cookie.max_age == 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{}, {"code": ""}, {"code": "abc\n"}, {"code": "a b"}],
+    ids=["no-code", "empty", "trailing-newline", "space"],
+)
+def test_a_callback_without_a_usable_code_is_session_invalid_and_consumes_nothing(
+    v3: Harness, query: dict[str, str]
+) -> None:
+    state, started = start(v3)
+    with respx.mock() as router:
+        outcome = v3.flow.complete({**query, "state": state}, cookies_of(started))
+        assert router.calls.call_count == 0
+    assert outcome.error is not None
+    assert outcome.error.code == "session_invalid"
+    assert outcome.return_to is None
+    item = v3.client._inner.get_item(TableName=SESSIONS, Key={"session_id": {"S": state.split(".")[0]}})
+    assert item["Item"]["status"]["S"] == "started"
+
+
+def test_secrets_unavailable_at_the_callback_changes_nothing(
+    v3: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, started = start(v3)
+
+    def unavailable(*_args: object, **_kwargs: object) -> str:
+        raise UpstreamUnavailable()
+
+    monkeypatch.setattr(v3.flow.nylas, "client_id", unavailable)
+    outcome = v3.flow.complete({"code": "c", "state": state}, cookies_of(started))
+    assert outcome.error is not None
+    assert outcome.error.code == "upstream_unavailable"
+    assert outcome.clear_cookie is None
+    item = v3.client._inner.get_item(TableName=SESSIONS, Key={"session_id": {"S": state.split(".")[0]}})
+    assert item["Item"]["status"]["S"] == "started"
+    monkeypatch.undo()
+    with respx.mock() as router:
+        router.post(TOKEN_URL).mock(return_value=token_response())
+        assert v3.flow.complete({"code": "c", "state": state}, cookies_of(started)).connected
+
+
 def test_dynamodb_failure_on_the_grant_write_is_retryable(
     v3: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

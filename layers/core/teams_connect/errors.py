@@ -20,6 +20,8 @@ class ConnectError(Exception):
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
         self.return_to = return_to
+        # True when the flow was left retryable (the session released, not failed).
+        self.retryable = False
 
 
 # --- browser flow (codes of contract.md "When the flow ends") -------------------------------

@@ -239,7 +239,10 @@ class ConnectFlow:
             return self._complete(callback, state_hash, cookies, clear, deadline)
         except ConnectError as exc:
             logger.info("flow ended with an error", extra={"error_code": exc.code})
-            return CallbackOutcome(return_to=exc.return_to, error=exc, clear_cookie=clear)
+            # A retryable end leaves the session started: the browser keeps its binding cookie so
+            # that the same callback (or a fresh one) can still complete.
+            keep = exc.retryable
+            return CallbackOutcome(return_to=exc.return_to, error=exc, clear_cookie=None if keep else clear)
 
     def _complete(
         self,
@@ -254,16 +257,21 @@ class ConnectFlow:
         # A missing or malformed cookie gets a hash that can never match: the conditional
         # update then reports browser_mismatch and leaves the session for the real browser.
         binding_hash = security.sha256_hex(nonce) if nonce and security.NONCE_RE.match(nonce) else "-"
+        nylas = self.nylas
         now = self.now()
         try:
+            # Read before consuming, so that a failure here (secrets unavailable) changes nothing.
+            client_id = nylas.client_id()
             session = self.sessions.consume(
                 session_id, state_hash=state_hash, binding_hash=binding_hash, now=now
             )
         except AlreadyCompleted as done:
             logger.info("callback replayed by the completing browser: idempotent success")
             return CallbackOutcome(return_to=done.session.return_to, clear_cookie=clear)
+        except (UpstreamUnavailable, ServerError) as exc:
+            exc.retryable = True  # nothing was consumed: the same callback can be retried
+            raise
         return_to = session.return_to
-        nylas = self.nylas
 
         def end(error: ConnectError, *, retryable: bool) -> ConnectError:
             if retryable:
@@ -271,13 +279,14 @@ class ConnectFlow:
             else:
                 self.sessions.fail(session_id, error_code=error.code, now=self.now())
             error.return_to = return_to
+            error.retryable = retryable
             return error
 
         mixed_up = (
             session.nylas_api != nylas.flavour
             or session.nylas_base_url != nylas.base_url
             or session.provider != PROVIDER
-            or session.client_id != nylas.client_id()
+            or session.client_id != client_id
         )
         if mixed_up:
             logger.error("session was started with another Nylas configuration")
@@ -342,7 +351,7 @@ def build_flow(
     if with_nylas:
         from teams_connect.nylas.http import NylasHttp
 
-        http = NylasHttp(settings.nylas_base_url)
+        http = NylasHttp(settings.nylas_base_url, read_timeout=settings.nylas_read_timeout)
         if settings.nylas_api == "v3":
             from teams_connect.nylas.v3 import V3Adapter
 

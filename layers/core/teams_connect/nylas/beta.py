@@ -22,7 +22,7 @@ from teams_connect.secrets import SecretsProvider
 from teams_connect.security import EMAIL_RE, GRANT_ID_RE, check_state
 
 CLOCK_SKEW_SECONDS = 60
-_URL_CHARS = re.compile(r"^[\x21-\x7e]{1,2048}$")
+_URL_CHARS = re.compile(r"^[\x21-\x7e]{1,2048}\Z")
 
 
 class BetaAdapter:
@@ -34,7 +34,6 @@ class BetaAdapter:
         self._expires_in = settings.beta_auth_expires_in
         self._secrets = secrets
         self._http = http
-        http.read_timeout = settings.nylas_read_timeout
 
     def client_id(self) -> str:
         return self._secrets.nylas().client_id

@@ -8,15 +8,22 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from teams_connect.config import Settings
-from teams_connect.errors import AccessDenied, ConnectError, GrantInvalid, ServerError, UpstreamUnavailable
+from teams_connect.errors import (
+    AccessDenied,
+    ConnectError,
+    GrantInvalid,
+    ServerError,
+    SessionInvalid,
+    UpstreamUnavailable,
+)
 from teams_connect.nylas.http import NylasError, NylasHttp, NylasResponse
 from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
 from teams_connect.observability import logger
 from teams_connect.secrets import SecretsProvider
 from teams_connect.security import GRANT_ID_RE, check_state, pkce_challenge
 
-_CODE_RE = re.compile(r"^[\x21-\x7e]{1,2048}$")
-_ERROR_RE = re.compile(r"^[a-z_]{1,64}$")
+_CODE_RE = re.compile(r"^[\x21-\x7e]{1,2048}\Z")
+_ERROR_RE = re.compile(r"^[a-z_]{1,64}\Z")
 _DENIED = frozenset({"access_denied", "consent_required", "interaction_required", "login_required"})
 _TRANSIENT = frozenset({"temporarily_unavailable", "server_error"})
 
@@ -38,7 +45,6 @@ class V3Adapter:
         self._scopes = settings.nylas_scopes
         self._secrets = secrets
         self._http = http
-        http.read_timeout = settings.nylas_read_timeout
 
     def client_id(self) -> str:
         return self._secrets.nylas().client_id
@@ -71,7 +77,8 @@ class V3Adapter:
             )
         code = query.get("code")
         if code is None or not _CODE_RE.match(code):
-            raise GrantInvalid()
+            # Neither a code nor an error: not a callback Nylas sends. A 4xx that consumes nothing.
+            raise SessionInvalid()
         return CallbackInput(state=state, code=code)
 
     def complete(
