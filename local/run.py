@@ -2,16 +2,19 @@
 
 Environment: NYLAS_API (v3 | beta, default v3); ports TC_GATEWAY_PORT (3000), TC_DEMO_PORT (8000),
 TC_EMULATOR_PORT (4010), TC_MOTO_PORT (4566), 0 = any free port; TC_HOST (127.0.0.1);
-TC_API_KEY (the local backend API key, default local-dev-api-key).
+TC_API_KEY (the local backend API key, default local-dev-api-key); TC_READY_FILE (optional: once
+everything serves, the URLs are written there as JSON, so that a caller using port 0 learns them).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from local.aws import DEFAULT_LOCAL_API_KEY
@@ -79,6 +82,17 @@ def main() -> int:
     )
     with stack:
         print(banner(stack), flush=True)
+        ready_file = os.environ.get("TC_READY_FILE")
+        if ready_file:
+            urls = {
+                "gateway": stack.gateway_url,
+                "emulator": stack.emulator_url,
+                "demo": stack.demo_url,
+                "moto": stack.moto_url,
+            }
+            partial = Path(ready_file).with_suffix(".partial")
+            partial.write_text(json.dumps(urls), encoding="utf-8")
+            partial.replace(ready_file)  # atomic: a reader never sees half a file
         while not stop_requested.wait(0.5):
             pass
         print("Stopping...", flush=True)

@@ -6,8 +6,8 @@ as in Lambda, so two flavours cannot share one interpreter.
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_API_KEY = "local-dev-api-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -48,52 +41,67 @@ class StackUrls:
         )
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
+def _wait_until_ready(ready_file: Path, proc: subprocess.Popen[bytes], deadline: float) -> dict[str, str]:
     while time.monotonic() < deadline:
+        if ready_file.is_file():
+            return dict(json.loads(ready_file.read_text(encoding="utf-8")))
         if proc.poll() is not None:
-            raise RuntimeError(f"local stack exited early with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"local stack did not answer at {url}")
+            raise StackDied(f"local stack exited early with {proc.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError("local stack did not become ready in time")
+
+
+class StackDied(RuntimeError):
+    pass
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextmanager
-def running_stack(flavour: str) -> Iterator[StackUrls]:
-    ports = {name: free_port() for name in ("gateway", "emulator", "demo", "moto")}
-    env = {
-        **os.environ,
-        "NYLAS_API": flavour,
-        "TC_GATEWAY_PORT": str(ports["gateway"]),
-        "TC_EMULATOR_PORT": str(ports["emulator"]),
-        "TC_DEMO_PORT": str(ports["demo"]),
-        "TC_MOTO_PORT": str(ports["moto"]),
-        "PYTHONUNBUFFERED": "1",
-    }
-    (ROOT / "test-results").mkdir(exist_ok=True)
-    log = open(ROOT / "test-results" / f"stack-{flavour}-{ports['gateway']}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local.run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    urls = StackUrls(
-        flavour=flavour,
-        gateway=f"http://127.0.0.1:{ports['gateway']}",
-        emulator=f"http://127.0.0.1:{ports['emulator']}",
-        demo=f"http://127.0.0.1:{ports['demo']}",
-        moto=f"http://127.0.0.1:{ports['moto']}",
-    )
-    try:
-        deadline = time.monotonic() + 60
-        for url in (urls.gateway + "/connect/start", urls.demo + "/"):
-            _wait_until_up(url, proc, deadline)
-        yield urls
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def running_stack(flavour: str, *, module: str = "local.run", attempts: int = 2) -> Iterator[StackUrls]:
+    """Start `python -m local.run` for `flavour` on free ports (the stack binds port 0 itself and
+    reports its URLs through TC_READY_FILE: no port can be taken by someone else in between)."""
+    results = ROOT / "test-results"
+    results.mkdir(exist_ok=True)
+    for attempt in range(1, attempts + 1):
+        tag = f"{flavour}-{os.getpid()}-{time.monotonic_ns()}"
+        ready_file = results / f"stack-{tag}.ready.json"
+        env = {
+            **os.environ,
+            "NYLAS_API": flavour,
+            "TC_GATEWAY_PORT": "0",
+            "TC_EMULATOR_PORT": "0",
+            "TC_DEMO_PORT": "0",
+            "TC_MOTO_PORT": "0",
+            "TC_READY_FILE": str(ready_file),
+            "PYTHONUNBUFFERED": "1",
+        }
+        with open(results / f"stack-{tag}.log", "wb") as log:
+            proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+                [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            try:
+                try:
+                    urls = _wait_until_ready(ready_file, proc, time.monotonic() + 90)
+                except StackDied:
+                    if attempt == attempts:
+                        raise
+                    continue  # e.g. moto's port taken between its check and its bind: start again
+                yield StackUrls(
+                    flavour=flavour,
+                    gateway=urls["gateway"],
+                    emulator=urls["emulator"],
+                    demo=urls["demo"],
+                    moto=urls["moto"],
+                )
+                return
+            finally:
+                _stop(proc)
+                ready_file.unlink(missing_ok=True)
