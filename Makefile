@@ -56,7 +56,9 @@ static: $(STAMP)
 	$(PY) -m tools.static_gates
 
 test: $(STAMP) browser lint typecheck lint-template static
+	rm -f test-results/figures-*.json
 	$(PY) -m pytest
+	$(PY) -m tools.figures
 
 # Function and layer packages exactly as deployed (.build/), with checked-hash bytecode.
 build: $(STAMP)
