@@ -17,7 +17,7 @@ import time
 class Context:
     function_name = "teams-connect-bench"
     function_version = "$LATEST"
-    memory_limit_in_mb = 512
+    memory_limit_in_mb = 1024
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:teams-connect-bench"
     aws_request_id = "00000000-0000-4000-8000-000000000000"
     log_group_name = "/aws/lambda/teams-connect-bench"

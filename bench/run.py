@@ -350,7 +350,7 @@ def lambda_environment(stack: Any, function: str, *, tracing: bool) -> dict[str,
             "LAMBDA_RUNTIME_DIR": "/var/runtime",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             "AWS_LAMBDA_FUNCTION_NAME": f"teams-connect-{function}",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
@@ -624,7 +624,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['load_after']}), Python {m['python']}, {m['platform']}; {results['rounds']} fresh "
         "interpreters per cold-start figure (medians), interleaved. Cold init = importing the handler "
         "module with its module-scope setup, from the built packages (`make build`), tracing on as in "
-        "Lambda; interpreter start-up excluded. Lambda's CPU at 512 MB is about a third of a core: expect "
+        "Lambda; interpreter start-up excluded. Lambda's CPU at 1024 MB is about 0.58 of a core: expect "
         "larger absolute numbers there, similar ratios.",
         "",
         "| function | cold init (.pyc) | no .pyc | tracing off | floor | naive | xfloor | xnaive "

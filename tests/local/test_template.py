@@ -93,7 +93,7 @@ def test_routes_are_the_five_functions(template: dict[str, Any]) -> None:
         assert isinstance(route, Route)
         assert route.handler == "app.lambda_handler"
         assert route.timeout == 10
-        assert route.memory_size == 512
+        assert route.memory_size == 1024
         assert route.route_key == f"{route.method} {route.path}"
 
 
