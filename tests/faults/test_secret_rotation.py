@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from teams_connect.config import Settings
 from teams_connect.errors import ConnectError
+from teams_connect.flow import build_flow
 from teams_connect.nylas.http import NylasHttp
 from teams_connect.nylas.port import CallbackInput, PendingFlow
 from teams_connect.nylas.v3 import V3Adapter
@@ -137,15 +138,14 @@ def test_revoke_401_rereads_the_secret_once(rotation: tuple[Settings, str]) -> N
     assert err.value.code == "server_error"
 
 
-def test_adapters_apply_the_configured_read_timeout(rotation: tuple[Settings, str]) -> None:
+def test_the_flow_applies_the_configured_read_timeout(rotation: tuple[Settings, str]) -> None:
     settings, _ = rotation
-    http = NylasHttp(BASE)
-    V3Adapter(
-        Settings.from_env({**_env(settings), "NYLAS_READ_TIMEOUT_MS": "750"}), SecretsProvider(settings), http
-    )
-    assert http.read_timeout == 0.75
-    V3Adapter(settings, SecretsProvider(settings), http)
-    assert http.read_timeout == 5.0
+    for env, expected in (({"NYLAS_READ_TIMEOUT_MS": "750"}, 0.75), ({}, 5.0)):
+        for flavour in ("v3", "beta"):
+            configured = Settings.from_env({**_env(settings), "NYLAS_API": flavour, **env})
+            flow = build_flow(configured)
+            assert flow.nylas is not None
+            assert flow.nylas._http.read_timeout == expected  # type: ignore[attr-defined]
 
 
 def _env(settings: Settings) -> dict[str, str]:

@@ -45,23 +45,17 @@ class BetaAdapter:
 
     def _call(self, method: str, path: str, *, route: str, json: Any = None, deadline: float | None) -> Any:
         """An idempotent-enough call (a duplicate login link is harmless); 401 → re-read once."""
-        for force in (False, True):
-            try:
-                return self._http.request(
-                    method,
-                    path,
-                    route=route,
-                    headers=self._basic(force_fetch=force),
-                    json=json,
-                    idempotent=True,
-                    deadline=deadline,
-                ).body
-            except NylasError as exc:
-                if exc.status == 401 and not force:
-                    logger.warning("Nylas rejected the Basic credentials; re-reading the secret once")
-                    continue
-                raise _api_error(exc) from None
-        raise ServerError()  # pragma: no cover
+        try:
+            return self._http.request_rereading_credentials(
+                method,
+                path,
+                route=route,
+                headers_for=lambda force: self._basic(force_fetch=force),
+                json=json,
+                deadline=deadline,
+            ).body
+        except NylasError as exc:
+            raise _api_error(exc) from None
 
     def begin(self, request: BeginRequest, *, deadline: float | None = None) -> str:
         body: dict[str, Any] = {

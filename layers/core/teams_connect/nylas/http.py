@@ -277,5 +277,43 @@ class NylasHttp:
             raise _Retryable(error)
         raise error
 
+    def request_rereading_credentials(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        headers_for: Callable[[bool], dict[str, str]],
+        json: Any = None,
+        deadline: float | None = None,
+    ) -> NylasResponse:
+        """An idempotent call whose credentials come from the cached secret: a 401 (rotated or expired
+        key) re-reads the secret once (`headers_for(True)`) and retries once."""
+        try:
+            return self.request(
+                method,
+                path,
+                route=route,
+                headers=headers_for(False),
+                json=json,
+                idempotent=True,
+                deadline=deadline,
+            )
+        except NylasError as exc:
+            if exc.status != 401:
+                raise
+            logger.warning(
+                "Nylas rejected the cached credentials; re-reading the secret once", extra={"route": route}
+            )
+        return self.request(
+            method,
+            path,
+            route=route,
+            headers=headers_for(True),
+            json=json,
+            idempotent=True,
+            deadline=deadline,
+        )
+
     def close(self) -> None:
         self._client.close()

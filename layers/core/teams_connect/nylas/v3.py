@@ -164,23 +164,16 @@ class V3Adapter:
 
     def _authorized(self, method: str, path: str, *, route: str, deadline: float | None) -> Any:
         """An idempotent call with the API key; on 401 re-read the secret once and retry once."""
-        for force in (False, True):
-            key = self._secrets.nylas(force_fetch=force).api_key
-            try:
-                return self._http.request(
-                    method,
-                    path,
-                    route=route,
-                    headers={"Authorization": f"Bearer {key}"},
-                    idempotent=True,
-                    deadline=deadline,
-                ).body
-            except NylasError as exc:
-                if exc.status == 401 and not force:
-                    logger.warning("Nylas rejected the API key; re-reading the secret once")
-                    continue
-                raise _api_error(exc) from None
-        raise ServerError()  # pragma: no cover - the loop always returns or raises
+
+        def bearer(force: bool) -> dict[str, str]:
+            return {"Authorization": f"Bearer {self._secrets.nylas(force_fetch=force).api_key}"}
+
+        try:
+            return self._http.request_rereading_credentials(
+                method, path, route=route, headers_for=bearer, deadline=deadline
+            ).body
+        except NylasError as exc:
+            raise _api_error(exc) from None
 
 
 def _grant_from_token(data: dict[str, Any]) -> VerifiedGrant | None:
