@@ -65,8 +65,8 @@ STACKS = _Stacks()
 
 def stack_log_path(stack: StackUrls) -> Path:
     """Where `running_stack` writes the subprocess's stdout and stderr."""
-    port = stack.gateway.rsplit(":", 1)[1]
-    return ROOT / "test-results" / f"stack-{stack.flavour}-{port}.log"
+    assert stack.log is not None, "a stack started by running_stack"
+    return stack.log
 
 
 # --------------------------------------------------------------------------- figures

@@ -341,7 +341,8 @@ def test_callback_parameters_of_the_other_flavour_are_refused_before_any_io(
     response = browser.http.get(
         f"{stack.gateway}/connect/callback?{urlencode({**query, 'state': flow.state})}"
     )
-    assert_html_page(response, 502, "grant_invalid")
+    # Neither flavour's callback shape: not a callback at all, refused before any I/O with a 4xx.
+    assert_html_page(response, 400, "session_invalid")
     guard.assert_untouched()
     harness.record("provider_mix_up", "TM10", "TM7")
 

@@ -1,7 +1,7 @@
 """Every log line of complete flows (both flavours; allow, deny and error paths) is free of secrets.
 
 The stack subprocess writes all its output (handlers, gateway, emulator, moto) to
-`test-results/stack-<flavour>-<port>.log`. We run the flows, collect the sensitive values they
+`StackUrls.log` (test-results/stack-*.log). We run the flows, collect the sensitive values they
 actually used (API key, Nylas and Azure secrets, session ids, states, codes, cookie values, PKCE
 verifiers, the id_token the emulator issued) and search the whole log for each of them.
 """

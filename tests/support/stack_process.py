@@ -30,6 +30,7 @@ class StackUrls:
     demo: str
     moto: str
     api_key: str = LOCAL_API_KEY
+    log: Path | None = None  # the stack process's stdout and stderr
 
     def dynamodb(self):  # type: ignore[no-untyped-def]
         return boto3.client(
@@ -83,7 +84,8 @@ def running_stack(flavour: str, *, module: str = "local.run", attempts: int = 2)
             "TC_READY_FILE": str(ready_file),
             "PYTHONUNBUFFERED": "1",
         }
-        with open(results / f"stack-{tag}.log", "wb") as log:
+        log_path = results / f"stack-{tag}.log"
+        with open(log_path, "wb") as log:
             proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
                 [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
@@ -100,6 +102,7 @@ def running_stack(flavour: str, *, module: str = "local.run", attempts: int = 2)
                     emulator=urls["emulator"],
                     demo=urls["demo"],
                     moto=urls["moto"],
+                    log=log_path,
                 )
                 return
             finally:

@@ -169,16 +169,18 @@ def test_beta_freshness_allows_sixty_seconds_of_skew(beta: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "code"),
     [
-        {"success": "yes"},
-        {"provider": "google"},
-        {"grant_id": "../../v3/applications"},
-        {"grant_id": ""},
-        {"email": "<script>@x"},
+        ({"success": "yes"}, "session_invalid"),  # not a callback shape Nylas sends at all
+        ({"provider": "google"}, "grant_invalid"),
+        ({"grant_id": "../../v3/applications"}, "grant_invalid"),
+        ({"grant_id": ""}, "grant_invalid"),
+        ({"email": "<script>@x"}, "grant_invalid"),
     ],
 )
-def test_beta_callback_syntax_is_checked_before_any_io(beta: Harness, query: dict[str, str]) -> None:
+def test_beta_callback_syntax_is_checked_before_any_io(
+    beta: Harness, query: dict[str, str], code: str
+) -> None:
     with respx.mock() as router:
         state, started, _ = begin(beta, router)
         beta.client.calls.clear()
@@ -186,7 +188,7 @@ def test_beta_callback_syntax_is_checked_before_any_io(beta: Harness, query: dic
         assert router.calls.call_count == 1  # only the earlier POST /connect/auth
     assert beta.client.calls == []
     assert outcome.error is not None
-    assert outcome.error.code == "grant_invalid"
+    assert outcome.error.code == code
     assert outcome.return_to is None
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from teams_connect.config import DEFAULT_BETA_SCOPES, Settings, is_loopback_host
-from teams_connect.errors import ConnectError, GrantInvalid, ServerError, UpstreamUnavailable
+from teams_connect.errors import ConnectError, GrantInvalid, ServerError, SessionInvalid, UpstreamUnavailable
 from teams_connect.nylas.http import NylasError, NylasHttp
 from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
 from teams_connect.observability import logger
@@ -89,7 +89,8 @@ class BetaAdapter:
         if success == "false":
             return CallbackInput(state=state, error="access_denied")
         if success != "true":
-            raise GrantInvalid()
+            # Neither outcome Nylas sends: not a callback at all. A 4xx that consumes nothing.
+            raise SessionInvalid()
         provider = query.get("provider", PROVIDER)
         grant_id = query.get("grant_id", "")
         email = query.get("email")
