@@ -13,7 +13,7 @@ from teams_connect.flow import build_flow
 from teams_connect.observability import logger, metrics, tracer
 from teams_connect.security import parse_query
 
-flow = build_flow(get_settings())
+flow = build_flow(get_settings(), lazy_nylas_http=True)  # v3 start calls no Nylas
 app = APIGatewayHttpResolver()
 web.install_browser_handlers(app)
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from teams_connect import security
 from teams_connect.config import Settings
@@ -32,7 +32,11 @@ from teams_connect.errors import (
 )
 from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, NylasPort, PendingFlow
 from teams_connect.observability import logger
-from teams_connect.secrets import SecretsProvider
+from teams_connect.secrets import SecretsProvider, secrets_provider
+
+if TYPE_CHECKING:
+    from teams_connect.nylas.http import NylasHttp
+
 from teams_connect.store import (
     AlreadyCompleted,
     GrantRecord,
@@ -342,24 +346,37 @@ def _optional(body: Mapping[str, Any], name: str, pattern: Any, max_len: int, wh
 
 
 def build_flow(
-    settings: Settings, *, with_nylas: bool = True, clock: Callable[[], float] = time.time
+    settings: Settings,
+    *,
+    with_nylas: bool = True,
+    lazy_nylas_http: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> ConnectFlow:
-    """Create the container's clients once (DynamoDB always; httpx + adapter only when needed)."""
+    """Create the container's clients once, at init: DynamoDB and Secrets Manager always; the Nylas
+    HTTP stack (httpx, retries, breaker) when the function calls Nylas. `lazy_nylas_http` defers it to
+    the first call for a function that may make none (v3 `connect_start` builds the URL locally)."""
     client = dynamodb_client()
+    secrets_provider()  # the Secrets Manager client, created now rather than in the first request
     secrets = SecretsProvider(settings)
     port: NylasPort | None = None
     if with_nylas:
-        from teams_connect.nylas.http import NylasHttp
 
-        http = NylasHttp(settings.nylas_base_url, read_timeout=settings.nylas_read_timeout)
+        def nylas_http() -> NylasHttp:
+            from teams_connect.nylas.http import NylasHttp
+
+            return NylasHttp(settings.nylas_base_url, read_timeout=settings.nylas_read_timeout)
+
         if settings.nylas_api == "v3":
             from teams_connect.nylas.v3 import V3Adapter
 
-            port = V3Adapter(settings, secrets, http)
+            if lazy_nylas_http:
+                port = V3Adapter(settings, secrets, http_factory=nylas_http)
+            else:
+                port = V3Adapter(settings, secrets, nylas_http())
         else:
             from teams_connect.nylas.beta import BetaAdapter
 
-            port = BetaAdapter(settings, secrets, http)
+            port = BetaAdapter(settings, secrets, nylas_http())  # beta start calls Nylas
     return ConnectFlow(
         settings,
         SessionStore(settings.sessions_table, client),

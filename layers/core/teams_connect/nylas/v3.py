@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from teams_connect.config import Settings
@@ -16,11 +16,13 @@ from teams_connect.errors import (
     SessionInvalid,
     UpstreamUnavailable,
 )
-from teams_connect.nylas.http import NylasError, NylasHttp, NylasResponse
 from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
 from teams_connect.observability import logger
 from teams_connect.secrets import SecretsProvider
 from teams_connect.security import GRANT_ID_RE, check_state, pkce_challenge
+
+if TYPE_CHECKING:  # httpx and the retry stack load only when a call is made (v3 start makes none)
+    from teams_connect.nylas.http import NylasError, NylasHttp, NylasResponse
 
 _CODE_RE = re.compile(r"^[\x21-\x7e]{1,2048}\Z")
 _ERROR_RE = re.compile(r"^[a-z_]{1,64}\Z")
@@ -40,11 +42,30 @@ def callback_error_code(error: str) -> str:
 class V3Adapter:
     flavour = "v3"
 
-    def __init__(self, settings: Settings, secrets: SecretsProvider, http: NylasHttp) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: SecretsProvider,
+        http: NylasHttp | None = None,
+        *,
+        http_factory: Callable[[], NylasHttp] | None = None,
+    ) -> None:
+        """`http`, or `http_factory` to create it on the first Nylas call: building the auth URL
+        (`begin`) calls nobody, so `connect_start` never imports the HTTP stack in v3."""
+        if http is None and http_factory is None:
+            raise ValueError("V3Adapter needs http or http_factory")
         self.base_url = settings.nylas_base_url
         self._scopes = settings.nylas_scopes
         self._secrets = secrets
-        self._http = http
+        self._client = http
+        self._http_factory = http_factory
+
+    @property
+    def _http(self) -> NylasHttp:
+        if self._client is None:
+            assert self._http_factory is not None
+            self._client = self._http_factory()
+        return self._client
 
     def client_id(self) -> str:
         return self._secrets.nylas().client_id
@@ -105,6 +126,8 @@ class V3Adapter:
         """`POST /v3/connect/token`, never blindly repeated (the code is single-use). A 401 means the
         client authentication failed, so the code was not redeemed: the secret is re-read once and
         the exchange repeated once, but only if the re-read key differs (rotation)."""
+        from teams_connect.nylas.http import NylasError
+
         creds = self._secrets.nylas()
         for attempt in (1, 2):
             body = {
@@ -164,6 +187,7 @@ class V3Adapter:
 
     def _authorized(self, method: str, path: str, *, route: str, deadline: float | None) -> Any:
         """An idempotent call with the API key; on 401 re-read the secret once and retry once."""
+        from teams_connect.nylas.http import NylasError
 
         def bearer(force: bool) -> dict[str, str]:
             return {"Authorization": f"Bearer {self._secrets.nylas(force_fetch=force).api_key}"}
