@@ -23,7 +23,6 @@ ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
-    "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "TeamsConnect",
 }
 PROBE = """
@@ -36,8 +35,12 @@ print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in wa
 """
 
 
-def imported_at_init(function: str, flavour: str) -> set[str]:
+def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> set[str]:
     env = {**os.environ, **ENV, "NYLAS_API": flavour, "PYTHONPATH": str(ROOT / "layers" / "core")}
+    env.pop("LAMBDA_TASK_ROOT", None)
+    env["POWERTOOLS_TRACE_DISABLED"] = "false" if tracing else "true"
+    if tracing:  # as in Lambda with `Tracing: Active`
+        env["LAMBDA_TASK_ROOT"] = str(ROOT / "functions" / function)
     out = subprocess.run(  # noqa: S603 - our own probe
         [sys.executable, "-c", PROBE, str(ROOT / "functions" / function / "app.py")],
         env=env,
@@ -61,3 +64,15 @@ def imported_at_init(function: str, flavour: str) -> set[str]:
 )
 def test_a_handler_imports_only_what_it_uses(function: str, flavour: str, expected: set[str]) -> None:
     assert imported_at_init(function, flavour) == expected
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        ("get_grant", {"aws_xray_sdk"}),  # botocore patched; httpx never imported by the tracer
+        ("create_session", {"aws_xray_sdk"}),
+        ("connect_callback", {"aws_xray_sdk", "httpx", "tenacity", "pybreaker"}),
+    ],
+)
+def test_with_tracing_only_the_nylas_callers_load_httpx(function: str, expected: set[str]) -> None:
+    assert imported_at_init(function, "v3", tracing=True) == expected

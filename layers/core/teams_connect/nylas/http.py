@@ -28,7 +28,9 @@ import pybreaker
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
-from teams_connect.observability import logger
+from teams_connect.observability import logger, trace_httpx
+
+trace_httpx()
 
 TIMEOUT = httpx.Timeout(connect=2.0, read=5.0, write=5.0, pool=1.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
