@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from teams_connect.config import DEFAULT_BETA_SCOPES, Settings, is_loopback_host
-from teams_connect.errors import ConnectError, GrantInvalid, ServerError, SessionInvalid, UpstreamUnavailable
-from teams_connect.nylas.http import NylasError, NylasHttp
+from teams_connect.errors import GrantInvalid, ServerError, SessionInvalid
+from teams_connect.nylas.http import NylasError, NylasHttp, api_error
 from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
 from teams_connect.observability import logger
 from teams_connect.secrets import SecretsProvider
@@ -55,7 +55,7 @@ class BetaAdapter:
                 deadline=deadline,
             ).body
         except NylasError as exc:
-            raise _api_error(exc) from None
+            raise api_error(exc) from None
 
     def begin(self, request: BeginRequest, *, deadline: float | None = None) -> str:
         body: dict[str, Any] = {
@@ -139,13 +139,3 @@ class BetaAdapter:
             self._call("DELETE", f"/connect/grants/{grant_id}", route="beta.grants.delete", deadline=deadline)
         except GrantInvalid:
             logger.info("grant already gone at Nylas")
-
-
-def _api_error(exc: NylasError) -> ConnectError:
-    if exc.transient:
-        return UpstreamUnavailable()
-    if exc.status == 404:
-        return GrantInvalid()
-    if exc.status == 401:
-        logger.error("Nylas rejected the Basic credentials after a fresh secret read")
-    return ServerError()

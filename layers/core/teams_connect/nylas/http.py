@@ -28,6 +28,7 @@ import pybreaker
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
+from teams_connect.errors import ConnectError, GrantInvalid, ServerError, UpstreamUnavailable
 from teams_connect.observability import logger, trace_httpx
 
 trace_httpx()
@@ -319,3 +320,16 @@ class NylasHttp:
 
     def close(self) -> None:
         self._client.close()
+
+
+def api_error(exc: NylasError) -> ConnectError:
+    """A failed Nylas API call (after retries and the one credential re-read) → the contract's error:
+    transient → upstream_unavailable; 404 → grant_invalid (the grant is gone); anything else,
+    including a 401 that survived a fresh secret read, → server_error."""
+    if exc.transient:
+        return UpstreamUnavailable()
+    if exc.status == 404:
+        return GrantInvalid()
+    if exc.status == 401:
+        logger.error("Nylas rejected the credentials after a fresh secret read (rotated or expired?)")
+    return ServerError()

@@ -187,7 +187,7 @@ class V3Adapter:
 
     def _authorized(self, method: str, path: str, *, route: str, deadline: float | None) -> Any:
         """An idempotent call with the API key; on 401 re-read the secret once and retry once."""
-        from teams_connect.nylas.http import NylasError
+        from teams_connect.nylas.http import NylasError, api_error
 
         def bearer(force: bool) -> dict[str, str]:
             return {"Authorization": f"Bearer {self._secrets.nylas(force_fetch=force).api_key}"}
@@ -197,7 +197,7 @@ class V3Adapter:
                 method, path, route=route, headers_for=bearer, deadline=deadline
             ).body
         except NylasError as exc:
-            raise _api_error(exc) from None
+            raise api_error(exc) from None
 
 
 def _grant_from_token(data: dict[str, Any]) -> VerifiedGrant | None:
@@ -222,14 +222,3 @@ def _exchange_error(exc: NylasError) -> ConnectError:
         logger.error("Nylas rejected the API key at the code exchange (rotated or expired?)")
         return ServerError()
     return GrantInvalid()  # invalid_grant (used/expired code, PKCE mismatch …) is terminal
-
-
-def _api_error(exc: NylasError) -> ConnectError:
-    if exc.transient:
-        return UpstreamUnavailable()
-    if exc.status == 404:
-        return GrantInvalid()
-    if exc.status == 401:
-        logger.error("Nylas rejected the API key after a fresh secret read")
-        return ServerError()
-    return ServerError()
