@@ -95,13 +95,9 @@ class Settings:
         if region not in ("us", "eu"):
             raise ConfigError(f"NYLAS_REGION must be 'us' or 'eu', got {region!r}")
         override = get("NYLAS_BASE_URL")
-        if override:
-            base_url = _origin_url("NYLAS_BASE_URL", override)
-        else:
-            host = "api" if nylas_api == "v3" else "beta"
-            base_url = f"https://{host}.{region}.nylas.com"
+        base_url = _origin_url("NYLAS_BASE_URL", override) if override else nylas_host(nylas_api, region)
         tenant = get("AZURE_TENANT", "common") or "common"
-        if tenant not in ("common", "organizations") and not _GUID_RE.match(tenant):
+        if not is_tenant(tenant):
             raise ConfigError("AZURE_TENANT must be 'common', 'organizations' or a tenant GUID")
         public = _origin_url("PUBLIC_BASE_URL", get("PUBLIC_BASE_URL"), allow_path=True)
         scopes_raw = get("NYLAS_SCOPES")
@@ -127,6 +123,19 @@ class Settings:
             secrets_max_age=_int(get, "SECRETS_MAX_AGE", 300, 0, 3600),
             nylas_read_timeout_ms=_int(get, "NYLAS_READ_TIMEOUT_MS", 5000, 100, 25000),
         )
+
+
+TENANT_KEYWORDS = ("common", "organizations")
+
+
+def is_tenant(tenant: str) -> bool:
+    """A Microsoft tenant Nylas accepts: `common` (multitenant), `organizations`, or a tenant GUID."""
+    return tenant in TENANT_KEYWORDS or bool(_GUID_RE.match(tenant))
+
+
+def nylas_host(flavour: str, region: str) -> str:
+    """`https://api.{region}.nylas.com` (v3) or `https://beta.{region}.nylas.com` (beta)."""
+    return f"https://{'api' if flavour == 'v3' else 'beta'}.{region}.nylas.com"
 
 
 def is_loopback_host(host: str) -> bool:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 from urllib.parse import urlsplit
+
+from teams_connect.config import TENANT_KEYWORDS, is_tenant, nylas_host
 
 Flavour = Literal["v3", "beta"]
 Region = Literal["us", "eu"]
@@ -22,9 +23,6 @@ FLAVOURS: tuple[str, ...] = get_args(Flavour)
 REGIONS: tuple[str, ...] = get_args(Region)
 ON_DELETE: tuple[str, ...] = get_args(OnDelete)
 
-#: Tenant keywords Nylas connectors/integrations accept besides a tenant GUID (nylas-api.md §3.1).
-TENANT_KEYWORDS = ("common", "organizations")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 #: Hosts that may be reached over plain http (the local Nylas emulator); everything else needs https.
 _LOCAL_HOSTS = frozenset({"localhost"})
 
@@ -113,11 +111,8 @@ def check_url(value: str, what: str) -> str:
 
 def check_tenant(tenant: str) -> str:
     """`common`, `organizations` or a tenant GUID (returned lower-cased); anything else is refused."""
-    if isinstance(tenant, str):
-        if tenant in TENANT_KEYWORDS:
-            return tenant
-        if _GUID.match(tenant):
-            return tenant.lower()
+    if isinstance(tenant, str) and is_tenant(tenant):
+        return tenant if tenant in TENANT_KEYWORDS else tenant.lower()
     shown = repr(tenant)[:80]
     raise SetupError(
         f"tenant {shown} is not accepted: use a tenant GUID (single tenant), "
@@ -131,8 +126,7 @@ def default_base_url(flavour: str, region: str) -> str:
         raise SetupError(f"flavour must be one of {', '.join(FLAVOURS)}")
     if region not in REGIONS:
         raise SetupError(f"region must be one of {', '.join(REGIONS)}")
-    host = "api" if flavour == "v3" else "beta"
-    return f"https://{host}.{region}.nylas.com"
+    return nylas_host(flavour, region)
 
 
 def resolve_base_url(flavour: str, region: str, override: str | None = None) -> str:
