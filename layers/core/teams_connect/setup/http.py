@@ -24,8 +24,6 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from teams_connect.nylas.http import parse_error
-
 from .models import SetupError, redact
 
 logger = logging.getLogger(__name__)
@@ -67,14 +65,20 @@ def _clean(text: str, limit: int = 200) -> str:
 
 
 def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
-    """(type, message, request_id) from any of the Nylas error shapes (`nylas.http.parse_error`)."""
+    """(type, message, request_id) from any of the Nylas error shapes."""
     if not isinstance(body, dict):
         return None, None, None
-    etype, message = parse_error(body)
+    err = body.get("error")
     request_id = body.get("request_id")
+    if isinstance(err, dict):  # v3: {"request_id", "error": {"type", "message", "provider_error"}}
+        etype, message = err.get("type"), err.get("message")
+    elif isinstance(err, str):  # OAuth: {"error", "error_description"}
+        etype, message = err, body.get("error_description")
+    else:  # v2/beta: {"message", "type"} or {"success": false, ...}
+        etype, message = body.get("type"), body.get("message")
     return (
-        None if etype in ("unknown", "unsuccessful") else etype,
-        message or None,
+        etype if isinstance(etype, str) else None,
+        message if isinstance(message, str) else None,
         request_id if isinstance(request_id, str) else None,
     )
 
