@@ -256,6 +256,9 @@ def start_stack(
             # No X-Ray daemon locally.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
+        # Before anything of the layer is imported here (the setup module, later the handlers):
+        # Powertools and the handlers read their configuration once, at import, as in a container.
+        os.environ.update(environment)
         for line in setup_nylas_side(
             nylas_api=nylas_api,
             nylas_base_url=emulator_url,
@@ -265,8 +268,6 @@ def start_stack(
             tenant=environment["AZURE_TENANT"],
         ):
             LOG.info("nylas setup: %s", line)
-        # Before the gateway serves anything: the handlers are imported lazily, after this.
-        os.environ.update(environment)
 
         from local.demo import create_app as create_demo_app
 

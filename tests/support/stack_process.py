@@ -65,6 +65,42 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+# What conftests put into this process's environment for in-process handlers (Powertools, AWS and the
+# functions' own settings) must not reach the stack: `make run` starts it from a plain shell, and a
+# leaked POWERTOOLS_METRICS_NAMESPACE once hid a handler that had lost its namespace.
+_TEST_ONLY_PREFIXES = ("POWERTOOLS_", "AWS_", "LAMBDA_")
+_FUNCTION_SETTINGS = frozenset(
+    {
+        "LOG_LEVEL",
+        "NYLAS_API",
+        "NYLAS_REGION",
+        "NYLAS_BASE_URL",
+        "AZURE_TENANT",
+        "ALLOWED_RETURN_URLS",
+        "SESSION_TTL_SECONDS",
+        "PUBLIC_BASE_URL",
+        "SESSIONS_TABLE",
+        "GRANTS_TABLE",
+        "NYLAS_SECRET_ARN",
+        "AZURE_SECRET_ARN",
+        "API_KEYS_SECRET_ARN",
+        "NYLAS_SCOPES",
+        "BETA_AUTH_EXPIRES_IN",
+        "SECRETS_MAX_AGE",
+        "NYLAS_READ_TIMEOUT_MS",
+    }
+)
+
+
+def shell_environment() -> dict[str, str]:
+    """This process's environment as a developer's shell would have it: without test-only settings."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(_TEST_ONLY_PREFIXES) and name not in _FUNCTION_SETTINGS
+    }
+
+
 @contextmanager
 def running_stack(flavour: str, *, module: str = "local.run", attempts: int = 2) -> Iterator[StackUrls]:
     """Start `python -m local.run` for `flavour` on free ports (the stack binds port 0 itself and
@@ -75,7 +111,7 @@ def running_stack(flavour: str, *, module: str = "local.run", attempts: int = 2)
         tag = f"{flavour}-{os.getpid()}-{time.monotonic_ns()}"
         ready_file = results / f"stack-{tag}.ready.json"
         env = {
-            **os.environ,
+            **shell_environment(),
             "NYLAS_API": flavour,
             "TC_GATEWAY_PORT": "0",
             "TC_EMULATOR_PORT": "0",
