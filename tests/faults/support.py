@@ -4,7 +4,6 @@ subprocess stacks, and the figures written to `test-results/figures-faults.json`
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -73,20 +72,8 @@ FIGURES = Figures()
 @contextmanager
 def fault_ready_stack(flavour: str) -> Iterator[StackUrls]:
     """`running_stack(flavour)` whose handlers wait `READ_TIMEOUT_MS` for Nylas per attempt."""
-    saved = os.environ.get("NYLAS_READ_TIMEOUT_MS")
-    os.environ["NYLAS_READ_TIMEOUT_MS"] = READ_TIMEOUT_MS
-    try:
-        with running_stack(flavour) as urls:
-            if saved is None:
-                os.environ.pop("NYLAS_READ_TIMEOUT_MS", None)
-            else:
-                os.environ["NYLAS_READ_TIMEOUT_MS"] = saved
-            yield urls
-    finally:
-        if saved is None:
-            os.environ.pop("NYLAS_READ_TIMEOUT_MS", None)
-        else:
-            os.environ["NYLAS_READ_TIMEOUT_MS"] = saved
+    with running_stack(flavour, env={"NYLAS_READ_TIMEOUT_MS": READ_TIMEOUT_MS}) as urls:
+        yield urls
 
 
 class FaultEmulator(Emulator):

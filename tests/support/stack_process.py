@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +102,12 @@ def shell_environment() -> dict[str, str]:
 
 
 @contextmanager
-def running_stack(flavour: str, *, module: str = "local.run", attempts: int = 2) -> Iterator[StackUrls]:
+def running_stack(
+    flavour: str, *, module: str = "local.run", attempts: int = 2, env: Mapping[str, str] | None = None
+) -> Iterator[StackUrls]:
     """Start `python -m local.run` for `flavour` on free ports (the stack binds port 0 itself and
-    reports its URLs through TC_READY_FILE: no port can be taken by someone else in between)."""
+    reports its URLs through TC_READY_FILE: no port can be taken by someone else in between).
+    `env` adds settings for this stack (e.g. NYLAS_READ_TIMEOUT_MS) to the shell's environment."""
     results = ROOT / "test-results"
     results.mkdir(exist_ok=True)
     for attempt in range(1, attempts + 1):
@@ -119,6 +122,7 @@ def running_stack(flavour: str, *, module: str = "local.run", attempts: int = 2)
             "TC_MOTO_PORT": "0",
             "TC_READY_FILE": str(ready_file),
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         log_path = results / f"stack-{tag}.log"
         with open(log_path, "wb") as log:
