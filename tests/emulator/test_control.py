@@ -111,7 +111,8 @@ def test_drop_fault_closes_the_connection_without_a_response(emu: Emu) -> None:
     emu.fault(method="POST", path="/v3/connect/token", drop=True, count=2)
     with httpx.Client(base_url=emu.url, timeout=5) as fresh:
         for _ in range(2):
-            with pytest.raises(httpx.RemoteProtocolError):
+            # A dropped connection reads as EOF or as a reset, depending on timing.
+            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
                 fresh.post("/v3/connect/token", json={})
         assert fresh.post("/v3/connect/token", json={}).status_code == 400
     assert emu.calls()["POST /v3/connect/token"] == 3
