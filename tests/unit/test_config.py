@@ -21,7 +21,9 @@ def test_defaults() -> None:
     assert s.nylas_base_url == "https://api.us.nylas.com"
     assert s.azure_tenant == "common"
     assert s.session_ttl_seconds == 600
-    assert s.beta_auth_expires_in == 43200
+    assert s.beta_auth_expires_in == 1800
+    assert s.flow_ttl_seconds == 900
+    assert s.beta_login_expires_in == 900  # the beta login link never outlives the flow (F10)
     assert s.secrets_max_age == 300
     assert s.nylas_scopes == ()
     assert s.allowed_return_urls == ()
