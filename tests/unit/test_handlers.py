@@ -106,7 +106,10 @@ def full_flow(
     name_value, *attrs = [p.strip() for p in cookie.split(";")]
     assert name_value.startswith("__Host-tc_")
     max_age = [a for a in attrs if a.startswith("Max-Age=")]
-    assert max_age in (["Max-Age=900"], ["Max-Age=899"])  # the flow TTL; the wall clock may tick between the calls
+    assert max_age in (
+        ["Max-Age=900"],
+        ["Max-Age=899"],
+    )  # the flow TTL; the wall clock may tick between the calls
     assert set(attrs) - set(max_age) == {"Path=/", "HttpOnly", "Secure", "SameSite=Lax"}
     state = parse_qs(urlsplit(location).query)["state"][0]
     return resp, state, name_value

@@ -14,6 +14,7 @@ simply dropped.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ class SweepReport:
 
 
 class Revoker:
-    def __init__(self, grants: GrantStore, nylas: NylasPort, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, grants: GrantStore, nylas: NylasPort, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.grants = grants
         self.nylas = nylas
         self._clock = clock
@@ -54,7 +57,9 @@ class Revoker:
         try:
             if self.grants.owner(grant_id) is not None:
                 self.grants.revoked(grant_id)
-                logger.info("grant held again: pending revoke dropped", extra={"grant": hash_prefix(grant_id)})
+                logger.info(
+                    "grant held again: pending revoke dropped", extra={"grant": hash_prefix(grant_id)}
+                )
                 return "kept"
             self.nylas.revoke(grant_id, deadline=deadline)
             self.grants.revoked(grant_id)
@@ -64,10 +69,8 @@ class Revoker:
             logger.warning(
                 "revoke failed: retried later", extra={"grant": hash_prefix(grant_id), "error_code": exc.code}
             )
-            try:
+            with contextlib.suppress(ConnectError):  # else the entry stays due: the next sweep retries
                 self.grants.postpone_revoke(grant_id, due=next_attempt(now, attempts))
-            except ConnectError:
-                pass  # the entry stays due: the next sweep takes it again
             return "failed"
 
     def discard(self, grant_id: str, *, deadline: float | None = None) -> None:

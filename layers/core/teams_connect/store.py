@@ -702,7 +702,8 @@ class GrantStore:
                 raise aws_error(exc) from None  # conflicts with other transactions, throttling …
             if 0 in failed:
                 item = reasons[0].get("Item")
-                raise _UserChanged(GrantRecord.from_item(item) if item and "user_id" in item else None)
+                old = GrantRecord.from_item(item) if item and "user_id" in item else None
+                raise _UserChanged(old) from None
             if session_index in failed:
                 raise SessionUsed() from None
             if 1 in failed or check_index in failed:
@@ -776,7 +777,9 @@ class GrantStore:
         for item in resp.get("Items") or []:
             pk = str(item.get("pk", {}).get("S", ""))
             if pk.startswith(REVOKE_PREFIX):
-                due.append(DueRevocation(pk[len(REVOKE_PREFIX) :], int(item.get("attempts", {}).get("N", "0"))))
+                due.append(
+                    DueRevocation(pk[len(REVOKE_PREFIX) :], int(item.get("attempts", {}).get("N", "0")))
+                )
         return due
 
     def revoked(self, grant_id: str) -> None:

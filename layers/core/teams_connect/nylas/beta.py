@@ -140,7 +140,8 @@ class BetaAdapter:
         if problems:
             logger.warning("beta grant failed verification", extra={"checks_failed": problems})
             raise GrantInvalid()
-        assert isinstance(email, str) and scopes is not None
+        assert isinstance(email, str)
+        assert scopes is not None
         bound = _state_matches(data.get("state"), pending.state_hash)
         if not bound:
             # Nylas keeps the first login's state on re-authentication: such a grant is acceptable
