@@ -140,6 +140,7 @@ def test_start_then_callback_through_the_handlers(
         )
     assert resp["statusCode"] == 302
     assert resp["headers"]["Location"] == RETURN_TO + "&status=connected"
+    assert resp["headers"]["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert resp["cookies"] == [f"{cookie.split('=')[0]}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"]
     grant = call(load_handler("get_grant"), http_event("GET", "/v1/grants/user-1", headers=AUTH))
     assert grant["statusCode"] == 200
@@ -260,3 +261,14 @@ def test_log_event_stays_off_even_if_the_environment_asks(
     h = load_handler("create_session")
     create(h, {"user_id": "user-1"})
     assert API_KEY not in log_text(caplog)
+
+
+def test_browser_pages_send_hsts_over_https_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from teams_connect import web
+
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://connect.example.com")
+    for resp in (web.html_page(400, "session_invalid", "x"), web.redirect("https://app.example.com/")):
+        assert resp.headers["Strict-Transport-Security"] == web.HSTS
+    monkeypatch.setenv("PUBLIC_BASE_URL", "http://127.0.0.1:3000")
+    for resp in (web.html_page(400, "session_invalid", "x"), web.redirect("http://127.0.0.1:8000/")):
+        assert "Strict-Transport-Security" not in resp.headers
