@@ -13,8 +13,11 @@ import respx
 
 from .conftest import (
     API_KEY,
+    GRANTS,
     NYLAS_API_KEY,
     RETURN_TO,
+    ROOT,
+    SESSIONS,
     V3_BASE,
     Aws,
     FakeContext,
@@ -272,3 +275,26 @@ def test_browser_pages_send_hsts_over_https_only(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PUBLIC_BASE_URL", "http://127.0.0.1:3000")
     for resp in (web.html_page(400, "session_invalid", "x"), web.redirect("http://127.0.0.1:8000/")):
         assert "Strict-Transport-Security" not in resp.headers
+
+
+def test_the_revoke_sweeper_revokes_due_entries_and_keeps_failed_ones(handler_env: Aws) -> None:
+    import time
+
+    from teams_connect.store import GrantStore
+
+    grants = GrantStore(GRANTS, SESSIONS, handler_env.client)
+    now = int(time.time())
+    grants.enqueue_revoke("g-due", due=now - 10, now=now - 10)
+    grants.enqueue_revoke("g-down", due=now - 10, now=now - 10)
+    grants.enqueue_revoke("g-later", due=now + 3600, now=now)
+    sweeper = load_handler("revoke_sweeper")
+    event = json.loads((ROOT / "events" / "revoke_sweeper" / "scheduled.json").read_text())
+    with respx.mock() as router:
+        ok = router.delete(f"{V3_BASE}/v3/grants/g-due").mock(return_value=httpx.Response(200, json={}))
+        down = router.delete(f"{V3_BASE}/v3/grants/g-down").mock(return_value=httpx.Response(400, json={}))
+        result = sweeper.lambda_handler(event, FakeContext())
+        assert ok.call_count == 1
+        assert down.call_count == 1
+    assert result == {"revoked": 1, "kept": 0, "failed": 1}
+    # g-down is retried in a minute, g-later is due in an hour
+    assert [d.grant_id for d in grants.due_revocations(now + 10**6)] == ["g-down", "g-later"]
