@@ -570,6 +570,7 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
     ),
     "ConnectCallbackFunction": frozenset(
         {
+            ("dynamodb:GetItem", "SessionsTable"),
             ("dynamodb:UpdateItem", "SessionsTable"),
             ("dynamodb:GetItem", "GrantsTable"),
             ("dynamodb:PutItem", "GrantsTable"),

@@ -338,3 +338,37 @@ def test_f12_a_store_conflict_never_reaches_the_browser(v3: Harness, monkeypatch
     assert outcome.error is not None
     assert outcome.error.code == "upstream_unavailable"
     assert outcome.error.retryable
+
+
+def test_f1_a_grant_made_by_an_earlier_flow_of_the_same_user_is_accepted(beta: Harness) -> None:
+    """The first attempt failed after consent (the grant exists with that flow's state, which Nylas
+    keeps on re-authentication): the user's next flow may link it."""
+    with respx.mock(assert_all_called=False) as router:
+        first_state, _, _ = beta_support.begin(beta, router)  # consented, never came back
+        state, started, _ = beta_support.begin(beta, router)
+        router.get(f"{BETA_BASE}/connect/grants/{beta_support.GRANT_ID}").mock(
+            return_value=httpx.Response(200, json=beta_support.grant_body(beta, first_state))
+        )
+        assert beta.flow.complete(beta_support.callback(state), beta_support.cookies_of(started)).connected
+
+
+def test_f1_a_grant_made_by_another_users_flow_is_refused(beta: Harness) -> None:
+    """The victim's flow (a real state of a retained session) made the grant; the attacker's own flow
+    presents it."""
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(f"{BETA_BASE}/connect/auth").mock(
+            return_value=httpx.Response(200, json={"success": True, "data": {"url": beta_support.LOGIN_URL}})
+        )
+        victim = beta.flow.create_session({"user_id": "victim", "return_to": RETURN_TO})
+        beta.flow.start(victim.session_id)
+        victim_state = json.loads(route.calls.last.request.content)["state"]
+        attacker = beta.flow.create_session({"user_id": "mallory", "return_to": RETURN_TO})
+        started = beta.flow.start(attacker.session_id)
+        state = json.loads(route.calls.last.request.content)["state"]
+        router.get(f"{BETA_BASE}/connect/grants/{beta_support.GRANT_ID}").mock(
+            return_value=httpx.Response(200, json=beta_support.grant_body(beta, victim_state))
+        )
+        outcome = beta.flow.complete(beta_support.callback(state), beta_support.cookies_of(started))
+    assert outcome.error is not None
+    assert outcome.error.code == "grant_invalid"
+    assert beta.flow.grants.get("mallory") is None

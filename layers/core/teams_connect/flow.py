@@ -12,6 +12,7 @@ DynamoDB / Nylas calls per use case:
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -400,8 +401,9 @@ class ConnectFlow:
         )
         try:
             grant = self.nylas.complete(callback, pending, deadline=deadline)
-            if not grant.bound and not self._holds(session.user_id, grant.grant_id):
-                # Not made by this flow and not this user's own grant: someone else's mailbox.
+            if not grant.bound and not self._holds(session.user_id, grant):
+                # Not made by this flow nor by an earlier flow of this user, and not this user's
+                # grant: someone else's mailbox.
                 logger.warning("grant not bound to this flow and not held by this user")
                 raise GrantInvalid()
         except (UpstreamUnavailable, ServerError) as exc:
@@ -410,12 +412,26 @@ class ConnectFlow:
             raise end(exc, retryable=False) from None
         return grant
 
-    def _holds(self, user_id: str, grant_id: str) -> bool:
-        """This user already holds this grant (USER# names it, or its GRANT# guard names the user)."""
+    def _holds(self, user_id: str, grant: VerifiedGrant) -> bool:
+        """This user already holds this grant (USER# names it, or its GRANT# guard names the user), or
+        an earlier flow of this user made it: the state Nylas kept on the grant is that flow's (its
+        session, still retained, has this user and that state's hash). The latter covers a first
+        attempt that failed after consent (Nylas keeps that flow's state on re-authentication)."""
         current = self.grants.get(user_id)
-        if current is not None and current.grant_id == grant_id:
+        if current is not None and current.grant_id == grant.grant_id:
             return True
-        return self.grants.owner(grant_id) == user_id
+        if self.grants.owner(grant.grant_id) == user_id:
+            return True
+        origin = grant.origin_state
+        if origin is None or not security.STATE_RE.match(origin):
+            return False
+        earlier = self.sessions.get(security.session_id_from_state(origin))
+        return (
+            earlier is not None
+            and earlier.user_id == user_id
+            and earlier.state_hash is not None
+            and hmac.compare_digest(earlier.state_hash, security.sha256_hex(origin))
+        )
 
 
 def _optional(body: Mapping[str, Any], name: str, pattern: Any, max_len: int, what: str) -> str | None:

@@ -147,7 +147,15 @@ class BetaAdapter:
             # Nylas keeps the first login's state on re-authentication: such a grant is acceptable
             # only for the user who already holds it (the flow checks that), never for anyone else.
             logger.info("beta grant carries another flow's state: accepted only for its current holder")
-        return VerifiedGrant(grant_id=grant_id, email=email, provider=PROVIDER, scopes=scopes, bound=bound)
+        origin = data.get("state")
+        return VerifiedGrant(
+            grant_id=grant_id,
+            email=email,
+            provider=PROVIDER,
+            scopes=scopes,
+            bound=bound,
+            origin_state=origin if isinstance(origin, str) and not bound else None,
+        )
 
     def _has_required_scopes(self, granted: tuple[str, ...]) -> bool:
         have = {s.casefold() for s in granted}

@@ -60,8 +60,11 @@ class VerifiedGrant:
     grant_status: str = "valid"
     #: True when Nylas ties the grant to THIS flow (v3: the PKCE-bound code exchange; beta: the grant's
     #: `state` equals the flow's). A grant that is not bound may be stored only for the user who
-    #: already holds it (beta re-authentication keeps the first login's `state`).
+    #: already holds it, or whose earlier flow made it (beta re-authentication keeps the first
+    #: login's `state`, which names that flow's session).
     bound: bool = True
+    #: beta: the `state` Nylas keeps on the grant (never stored; compared only).
+    origin_state: str | None = field(default=None, repr=False)
 
 
 class NylasPort(Protocol):
