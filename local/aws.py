@@ -56,7 +56,10 @@ def local_aws_environment(endpoint_url: str) -> dict[str, str]:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nobody listens there. Connections in TIME_WAIT (a previous run) do not count: the servers bind
+    with SO_REUSEADDR, and so does this check."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -92,8 +92,13 @@ class ServedApp:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port (0 = a free port): the URL is known before the app starts."""
+    """A listening socket on host:port (0 = a free port): the URL is known before the app starts.
+
+    SO_REUSEADDR: connections of the previous run that the server closed linger in TIME_WAIT for a
+    minute; without it a restart right after using the demo died with "Address already in use". (On
+    Linux it still refuses a port that another socket is listening on.)"""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -556,12 +556,127 @@ def policy_throttling(template: dict[str, Any]) -> list[str]:
     return findings
 
 
+#: What each function's code does with DynamoDB and Secrets Manager: (action, resource) where the resource
+#: is a table's logical id (with `/index/<name>` for a query on an index) or a secret ARN parameter. The
+#: template must grant exactly this: an action the code does not perform fails `make test` (least
+#: privilege, issue 9), and so does a missing one. tests/unit/test_least_privilege.py checks the DynamoDB
+#: part against what the use cases really call. A new function declares its needs here.
+LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
+    "CreateSessionFunction": frozenset(
+        {("dynamodb:PutItem", "SessionsTable"), ("secretsmanager:GetSecretValue", "ApiKeysSecretArn")}
+    ),
+    "ConnectStartFunction": frozenset(
+        {("dynamodb:UpdateItem", "SessionsTable"), ("secretsmanager:GetSecretValue", "NylasSecretArn")}
+    ),
+    "ConnectCallbackFunction": frozenset(
+        {
+            ("dynamodb:GetItem", "SessionsTable"),
+            ("dynamodb:UpdateItem", "SessionsTable"),
+            ("dynamodb:GetItem", "GrantsTable"),
+            ("dynamodb:PutItem", "GrantsTable"),
+            ("dynamodb:UpdateItem", "GrantsTable"),
+            ("dynamodb:DeleteItem", "GrantsTable"),
+            ("dynamodb:ConditionCheckItem", "GrantsTable"),
+            ("secretsmanager:GetSecretValue", "NylasSecretArn"),
+        }
+    ),
+    "GetGrantFunction": frozenset(
+        {("dynamodb:GetItem", "GrantsTable"), ("secretsmanager:GetSecretValue", "ApiKeysSecretArn")}
+    ),
+    "DeleteGrantFunction": frozenset(
+        {
+            ("dynamodb:GetItem", "GrantsTable"),
+            ("dynamodb:DeleteItem", "GrantsTable"),
+            ("secretsmanager:GetSecretValue", "ApiKeysSecretArn"),
+            ("secretsmanager:GetSecretValue", "NylasSecretArn"),
+        }
+    ),
+    "RevokeSweeperFunction": frozenset(
+        {
+            ("dynamodb:Query", "GrantsTable/index/revoke-due"),
+            ("dynamodb:GetItem", "GrantsTable"),
+            ("dynamodb:DeleteItem", "GrantsTable"),
+            ("dynamodb:UpdateItem", "GrantsTable"),
+            ("secretsmanager:GetSecretValue", "NylasSecretArn"),
+        }
+    ),
+    "NylasSetupFunction": frozenset(
+        {
+            ("secretsmanager:GetSecretValue", "NylasSecretArn"),
+            ("secretsmanager:GetSecretValue", "AzureSecretArn"),
+        }
+    ),
+}
+
+
+def _resource_name(node: Any) -> str:
+    """`Fn::GetAtt [T, Arn]` → T; `Ref X` → X; `Fn::Sub "${T.Arn}/index/i"` → T/index/i; else JSON."""
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        target = node["Fn::GetAtt"]
+        parts = target if isinstance(target, list) else str(target).split(".", 1)
+        if len(parts) == 2 and parts[1] == "Arn":
+            return str(parts[0])
+    if isinstance(node, dict) and isinstance(node.get("Ref"), str):
+        return str(node["Ref"])
+    if isinstance(node, dict) and isinstance(node.get("Fn::Sub"), str):
+        match = re.fullmatch(r"\$\{(\w+)\.Arn\}(/index/[\w.-]+)", node["Fn::Sub"])
+        if match:
+            return match.group(1) + match.group(2)
+    return json.dumps(node, sort_keys=True)
+
+
+def _function_roles(template: dict[str, Any]) -> dict[str, str]:
+    roles: dict[str, str] = {}
+    for logical_id, function in _resources(template, "AWS::Lambda::Function").items():
+        role = (function.get("Properties") or {}).get("Role")
+        if isinstance(role, dict) and "Fn::GetAtt" in role:
+            target = role["Fn::GetAtt"]
+            roles[logical_id] = str(target[0] if isinstance(target, list) else str(target).split(".")[0])
+    return roles
+
+
+def granted_actions(template: dict[str, Any], role: str) -> set[tuple[str, str]]:
+    """(action, resource) pairs for DynamoDB and Secrets Manager that a role's inline policies allow."""
+    granted: set[tuple[str, str]] = set()
+    props = (template.get("Resources", {}).get(role) or {}).get("Properties") or {}
+    for policy in _as_list(props.get("Policies") or []):
+        for statement in _as_list((policy.get("PolicyDocument") or {}).get("Statement") or []):
+            if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+                continue
+            for action in (str(a) for a in _as_list(statement.get("Action") or [])):
+                if action.split(":", 1)[0].lower() not in _SERVICES:
+                    continue
+                for resource in _as_list(statement.get("Resource") or []):
+                    granted.add((action, _resource_name(resource)))
+    return granted
+
+
+def policy_least_privilege(template: dict[str, Any]) -> list[str]:
+    findings: list[str] = []
+    for function, role in sorted(_function_roles(template).items()):
+        granted = granted_actions(template, role)
+        needed = LEAST_PRIVILEGE.get(function)
+        if needed is None:
+            if granted:
+                findings.append(
+                    f"{function}: its DynamoDB/Secrets Manager permissions are not declared in "
+                    "tools/static_gates.LEAST_PRIVILEGE"
+                )
+            continue
+        for action, resource in sorted(granted - needed):
+            findings.append(f"{function}: grants {action} on {resource}, which its code does not use")
+        for action, resource in sorted(needed - granted):
+            findings.append(f"{function}: lacks {action} on {resource}, which its code uses")
+    return findings
+
+
 POLICY_CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "tables (TTL, PITR, SSE with the CMK)": policy_tables,
     "IAM (no wildcards for DynamoDB / Secrets Manager)": policy_iam,
     "secrets (by ARN parameter only)": policy_secrets,
     "API functions (timeout, reserved concurrency)": policy_functions,
     "API Gateway throttling": policy_throttling,
+    "least privilege (exactly the actions each function uses)": policy_least_privilege,
 }
 
 

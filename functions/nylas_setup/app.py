@@ -18,15 +18,26 @@ old id cleans up the old target per its own `OnDelete`.
 crhelper always answers CloudFormation (also on init failure and just before the Lambda times out).
 Reasons never hold a credential: Setup errors are credential-free by construction and are redacted
 again against the loaded secret values; any other exception is reported by type name only.
+
+Not a confused deputy: whoever may invoke this function must not be able to point it (and the secrets
+it reads with its own role) elsewhere. So the target comes from the function's own environment, set
+by the template from the same parameters: flavour (`NYLAS_API`), region, base URL, the two secret
+ARNs, the callback (`PUBLIC_BASE_URL`) and the stack (`STACK_ID`). A Create or Update whose properties
+name anything else is refused (FAILED, nothing called). A Delete, or the old properties of an Update,
+may name a previous flavour or region, but only Nylas's own host for it and always the configured
+secrets. An event whose `ResponseURL` is not CloudFormation's presigned S3 URL gets no answer at all.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from crhelper import CfnResource
 
@@ -48,6 +59,7 @@ try:
         resolve_base_url,
         teardown_nylas_side,
     )
+    from teams_connect.setup.models import default_base_url
 except Exception as exc:  # every request is then answered FAILED with this reason
     helper.init_failure(exc)
 
@@ -72,6 +84,101 @@ KNOWN_PROPERTIES = frozenset(
 
 class CustomResourceError(Exception):
     """What crhelper reports as the Reason: already safe to show."""
+
+
+# CloudFormation answers to a presigned URL of its own bucket, e.g.
+# https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/… (or …s3.us-east-1.…).
+_RESPONSE_HOST = re.compile(
+    r"^cloudformation-custom-resource-response-[a-z0-9-]{2,40}"
+    r"\.s3(?:[.-][a-z0-9-]{2,30})?\.amazonaws\.com(?:\.cn)?\Z"
+)
+
+
+def is_cloudformation_response_url(url: object) -> bool:
+    """`https://cloudformation-custom-resource-response-<region>.s3…amazonaws.com/<path>?<signature>`."""
+    if not isinstance(url, str) or len(url) > 8192 or not url.isascii():
+        return False
+    parts = urlsplit(url)
+    if parts.scheme != "https" or "@" in parts.netloc or parts.port is not None or parts.fragment:
+        return False
+    query = parse_qs(parts.query)
+    signed = "X-Amz-Signature" in query or "Signature" in query
+    return bool(_RESPONSE_HOST.match(parts.hostname or "")) and len(parts.path) > 1 and signed
+
+
+@dataclass(frozen=True)
+class Configured:
+    """The target as the template configured it (the function's environment)."""
+
+    flavour: str
+    region: str
+    base_url: str
+    nylas_secret_arn: str
+    azure_secret_arn: str
+    callback_url: str
+    stack_id: str
+
+
+def configured(env: Mapping[str, str] | None = None) -> Configured:
+    e = os.environ if env is None else env
+    missing = [
+        name
+        for name in ("NYLAS_SECRET_ARN", "AZURE_SECRET_ARN", "PUBLIC_BASE_URL", "STACK_ID")
+        if not e.get(name, "").strip()
+    ]
+    if missing:
+        raise SetupError(f"the function's environment lacks {', '.join(missing)}")
+    flavour = e.get("NYLAS_API", "").strip() or "v3"
+    region = e.get("NYLAS_REGION", "").strip() or "us"
+    return Configured(
+        flavour=flavour,
+        region=region,
+        base_url=resolve_base_url(flavour, region, e.get("NYLAS_BASE_URL", "").strip() or None),
+        nylas_secret_arn=e["NYLAS_SECRET_ARN"].strip(),
+        azure_secret_arn=e["AZURE_SECRET_ARN"].strip(),
+        callback_url=e["PUBLIC_BASE_URL"].strip().rstrip("/") + "/connect/callback",
+        stack_id=e["STACK_ID"].strip(),
+    )
+
+
+def check_current(props: Properties, conf: Configured) -> None:
+    """A Create or Update: every target property must be the configured one."""
+    differ = [
+        name
+        for name, given, expected in (
+            ("NylasApi", props.spec.flavour, conf.flavour),
+            ("NylasRegion", props.region, conf.region),
+            ("NylasBaseUrl", props.spec.base_url, conf.base_url),
+            ("NylasSecretArn", props.nylas_secret_arn, conf.nylas_secret_arn),
+            ("AzureSecretArn", props.azure_secret_arn, conf.azure_secret_arn),
+            ("CallbackUrl", props.spec.callback_url, conf.callback_url),
+        )
+        if given != expected
+    ]
+    if differ:
+        raise SetupError(f"properties differ from the function's configuration: {', '.join(differ)}")
+
+
+def check_previous(props: Properties, conf: Configured) -> None:
+    """A Delete or an Update's old properties: a previous flavour or region is fine, but the secrets
+    go only to the configured host or to Nylas's own host for that flavour and region."""
+    official = default_base_url(props.spec.flavour, props.region)
+    differ = [
+        name
+        for name, ok in (
+            ("NylasBaseUrl", props.spec.base_url in (conf.base_url, official)),
+            ("NylasSecretArn", props.nylas_secret_arn == conf.nylas_secret_arn),
+            ("AzureSecretArn", props.azure_secret_arn == conf.azure_secret_arn),
+        )
+        if not ok
+    ]
+    if differ:
+        raise SetupError(f"properties differ from the function's configuration: {', '.join(differ)}")
+
+
+def check_stack(event: Mapping[str, Any], conf: Configured) -> None:
+    if event.get("StackId") != conf.stack_id:
+        raise SetupError("the request is not from this function's stack")
 
 
 @dataclass(frozen=True)
@@ -177,7 +284,10 @@ def _log(report: SetupReport) -> None:
 
 
 def _ensure(event: Mapping[str, Any], vault: _Vault, *, push_secret: bool) -> str:
+    conf = configured()
+    check_stack(event, conf)
     props = parse_properties(event.get("ResourceProperties") or {})
+    check_current(props, conf)
     credentials = vault.load(props.nylas_secret_arn, props.azure_secret_arn)
     report = ensure_nylas_side(props.spec, credentials, push_secret=push_secret)
     _log(report)
@@ -212,6 +322,7 @@ def _drop_old_callback(event: Mapping[str, Any], physical_id: str, vault: _Vault
     try:
         old = parse_properties(event.get("OldResourceProperties") or {})
         new = parse_properties(event.get("ResourceProperties") or {})
+        check_previous(old, configured())
     except SetupError:
         return
     if old.physical_id != physical_id or old.spec.callback_url == new.spec.callback_url:
@@ -232,7 +343,10 @@ def delete(event: Mapping[str, Any], context: Any) -> None:
         )
         return None
     try:
+        conf = configured()
+        check_stack(event, conf)
         props = parse_properties(event.get("ResourceProperties") or {})
+        check_previous(props, conf)
     except SetupError as exc:
         logger.warning("Delete of %s: properties unusable (%s), nothing undone", physical_id, exc)
         return None
@@ -252,4 +366,8 @@ def delete(event: Mapping[str, Any], context: Any) -> None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> None:
+    if not isinstance(event, dict) or not is_cloudformation_response_url(event.get("ResponseURL")):
+        # Not CloudFormation's request: no answer is sent anywhere and nothing is done.
+        logger.error("refused: the ResponseURL is not a CloudFormation presigned S3 URL")
+        return
     helper(event, context)

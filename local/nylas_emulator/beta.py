@@ -258,7 +258,7 @@ def _grant_or_404(request: Request) -> Grant:
     grant_id = request.path_params["grant_id"]
     grant = store_of(request).grants.get(grant_id)
     if grant is None:
-        raise BetaError(404, "not_found_error", f"Grant '{grant_id}' not found")
+        raise BetaError(404, "grant.not_found", f"Grant '{grant_id}' not found")
     return grant
 
 

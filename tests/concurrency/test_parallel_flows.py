@@ -84,6 +84,7 @@ def test_two_hundred_parallel_flows_per_flavour_end_in_exactly_two_hundred_grant
         grant_ids = [item["grant_id"]["S"] for item in ours.values()]
         assert len(set(grant_ids)) == FLOWS  # no two users share a grant
         assert sorted(guards) == sorted(grant_ids)  # one guard per grant, no orphan
+        assert not set(items.outbox) & set(grant_ids)  # no pending revoke of a held grant
         for user_id, item in ours.items():
             assert item["email"]["S"] == f"{user_id}@contoso.com"
             assert guards[item["grant_id"]["S"]]["owner"]["S"] == user_id

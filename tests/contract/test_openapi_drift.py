@@ -31,6 +31,7 @@ CONTRACT_BROWSER_CODES = {
     "browser_mismatch",
     "grant_invalid",
     "account_already_linked",
+    "email_mismatch",
     "upstream_unavailable",
     "server_error",
 }
@@ -223,7 +224,7 @@ def test_request_limits_match_the_validators(spec: dict[str, Any]) -> None:
 
     body = schemas["CreateSessionRequest"]
     assert body["properties"]["return_to"]["maxLength"] == security.MAX_RETURN_TO_LENGTH
-    assert set(body["properties"]) == {"user_id", "return_to", "login_hint", "account_id"}
+    assert set(body["properties"]) == {"user_id", "return_to", "login_hint", "account_id", "expected_email"}
 
     session_id = security.new_session_id()
     assert re.fullmatch(schemas["SessionId"]["pattern"], session_id)

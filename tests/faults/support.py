@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -98,6 +98,7 @@ class FaultEmulator(Emulator):
 class GrantItems:
     users: dict[str, dict[str, Any]]  # user_id -> USER# item
     guards: dict[str, dict[str, Any]]  # grant_id -> GRANT# item
+    outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # grant_id -> REVOKE# item
 
     def for_user(self, user_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """The user's USER# item and every GRANT# guard owned by the user."""
@@ -119,15 +120,18 @@ def scan_all(client: Any, table: str) -> list[dict[str, Any]]:
 def grant_items(client: Any) -> GrantItems:
     users: dict[str, dict[str, Any]] = {}
     guards: dict[str, dict[str, Any]] = {}
+    outbox: dict[str, dict[str, Any]] = {}
     for item in scan_all(client, GRANTS_TABLE):
         pk = item["pk"]["S"]
         if pk.startswith("USER#"):
             assert pk[5:] not in users
             users[pk[5:]] = item
+        elif pk.startswith("REVOKE#"):  # the revoke outbox (issue 9)
+            outbox[pk[7:]] = item
         else:
             assert pk.startswith("GRANT#"), pk
             guards[pk[6:]] = item
-    return GrantItems(users, guards)
+    return GrantItems(users, guards, outbox)
 
 
 def assert_one_consistent_grant(client: Any, user_id: str, email: str) -> str:
@@ -139,6 +143,7 @@ def assert_one_consistent_grant(client: Any, user_id: str, email: str) -> str:
     assert len(guards) == 1, guards
     grant_id = str(user["grant_id"]["S"])
     assert guards[0]["pk"]["S"] == f"GRANT#{grant_id}"
+    assert grant_id not in items.outbox, "the held grant must have no pending revoke"
     assert user["email"]["S"] == email
     assert user["status"]["S"] == "valid"
     return grant_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -104,9 +105,44 @@ def event(name: str, secrets: dict[str, Any], **props: Any) -> dict[str, Any]:
     return ev
 
 
+_env: list[pytest.MonkeyPatch] = []
+
+
+@pytest.fixture(autouse=True)
+def _function_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("STACK_ID", raising=False)
+    _env.append(monkeypatch)
+    yield
+    _env.clear()
+
+
+def configure_from(ev: dict[str, Any]) -> None:
+    """The function's environment as the template sets it: from the same parameters as the resource's
+    properties (so a genuine CloudFormation request always matches it)."""
+    props = ev.get("OldResourceProperties") if ev["RequestType"] == "Delete" else None
+    props = props or ev["ResourceProperties"]
+    mp = _env[-1]
+    mp.setenv("NYLAS_API", props.get("NylasApi") or "v3")
+    mp.setenv("NYLAS_REGION", props.get("NylasRegion") or "us")
+    mp.setenv("NYLAS_BASE_URL", props.get("NylasBaseUrl") or "")
+    mp.setenv("NYLAS_SECRET_ARN", props["NylasSecretArn"])
+    mp.setenv("AZURE_SECRET_ARN", props["AzureSecretArn"])
+    mp.setenv("PUBLIC_BASE_URL", props["CallbackUrl"].removesuffix("/connect/callback"))
+    mp.setenv("STACK_ID", ev["StackId"])
+
+
 def run(
-    app: ModuleType, cfn: Responses, ev: dict[str, Any], context: Context | None = None
+    app: ModuleType,
+    cfn: Responses,
+    ev: dict[str, Any],
+    context: Context | None = None,
+    *,
+    configure: bool = True,
 ) -> dict[str, Any]:
+    # A Delete keeps the environment of the stack's last Create/Update (a replaced target's Delete
+    # comes after the function was reconfigured), or that of the event when it is the first call.
+    if configure and (ev["RequestType"] != "Delete" or "STACK_ID" not in os.environ):
+        configure_from(ev)
     app.lambda_handler(copy.deepcopy(ev), context or Context())
     body = cfn.last
     assert cfn.sent[-1][0] == "PUT"
@@ -354,7 +390,122 @@ def test_timeout_still_answers(app: ModuleType, cfn: Responses, secrets: dict[st
         return httpx.Response(404, json={"request_id": "r", "error": {"type": "not_found", "message": "-"}})
 
     v3.routes["get_connector"].mock(side_effect=slow)
-    app.lambda_handler(event("create", secrets), Context(remaining_ms=600))
+    ev = event("create", secrets)
+    configure_from(ev)
+    app.lambda_handler(ev, Context(remaining_ms=600))
     first = cfn.sent[0][3]
     assert first["Status"] == "FAILED"
     assert first["Reason"] == "Execution timed out"
+
+
+# --------------------------------------------------------------------------- confused deputy (F5)
+ATTACKER = "https://attacker.example"
+
+
+@pytest.mark.parametrize(
+    ("forged", "named"),
+    [
+        ({"NylasBaseUrl": ATTACKER}, "NylasBaseUrl"),
+        ({"NylasApi": "beta"}, "NylasApi"),
+        ({"NylasRegion": "eu"}, "NylasRegion"),
+        (
+            {"NylasSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:other-AbCdEf"},
+            "NylasSecretArn",
+        ),
+        ({"CallbackUrl": "https://attacker.example/connect/callback"}, "CallbackUrl"),
+    ],
+)
+@pytest.mark.parametrize("request_type", ["create", "update"])
+def test_a_forged_event_naming_another_target_is_refused_before_any_secret_is_read(
+    app: ModuleType,
+    cfn: Responses,
+    secrets: dict[str, Any],
+    router: respx.MockRouter,
+    monkeypatch: pytest.MonkeyPatch,
+    forged: dict[str, str],
+    named: str,
+    request_type: str,
+) -> None:
+    """Before: the function took the base URL and the secret ARNs from the event, read both secrets
+    with its own role and sent them to that host. Now its own environment decides."""
+    configure_from(event("create", secrets))  # what the template configured
+    loads: list[object] = []
+
+    def load_credentials(*args: object) -> None:
+        loads.append(args)
+        pytest.fail("a secret was read")
+
+    monkeypatch.setattr(app, "load_credentials", load_credentials)
+    attacker = router.route(host="attacker.example").respond(200, json={})
+    body = run(app, cfn, event(request_type, secrets, **forged), configure=False)
+    assert body["Status"] == "FAILED"
+    assert named in body["Reason"]
+    assert loads == []
+    assert attacker.call_count == 0
+    assert len(router.calls) == 0
+
+
+def test_a_forged_delete_never_sends_the_secrets_to_another_host(
+    app: ModuleType,
+    cfn: Responses,
+    secrets: dict[str, Any],
+    router: respx.MockRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure_from(event("create", secrets))
+    attacker = router.route(host="attacker.example").respond(200, json={})
+    ev = event("delete", secrets, NylasBaseUrl=ATTACKER, OnDelete="Remove")
+    ev["PhysicalResourceId"] = "nylas-v3-microsoft-us"
+    body = run(app, cfn, ev, configure=False)
+    assert body["Status"] == "SUCCESS"  # nothing of ours was undone, and nothing else either
+    assert attacker.call_count == 0
+    assert len(router.calls) == 0
+
+
+def test_an_event_from_another_stack_is_refused(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], router: respx.MockRouter
+) -> None:
+    configure_from(event("create", secrets))
+    ev = event("create", secrets)
+    ev["StackId"] = (
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/other/5b5f6a40-9c5e-11ef-8d1a-0a1b2c3d4e5f"
+    )
+    body = run(app, cfn, ev, configure=False)
+    assert body["Status"] == "FAILED"
+    assert "stack" in body["Reason"]
+    assert len(router.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://attacker.example/cfn?X-Amz-Signature=x",
+        "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com.attacker.example/x?X-Amz-Signature=x",
+        "https://user@cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x?X-Amz-Signature=x",
+        "http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x?X-Amz-Signature=x",
+        "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com:8443/x?X-Amz-Signature=x",
+        "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x",  # not presigned
+        None,
+    ],
+)
+def test_a_forged_response_url_gets_no_answer_and_nothing_is_done(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], router: respx.MockRouter, url: str | None
+) -> None:
+    ev = event("create", secrets)
+    configure_from(ev)
+    ev["ResponseURL"] = url
+    app.lambda_handler(ev, Context())
+    assert cfn.sent == []  # crhelper PUT nothing anywhere
+    assert len(router.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/a%7Cb?X-Amz-Signature=x",
+        "https://cloudformation-custom-resource-response-euwest1.s3.eu-west-1.amazonaws.com/a?Signature=x",
+        "https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn/a?Signature=x",
+    ],
+)
+def test_cloudformation_response_urls_are_accepted(app: ModuleType, url: str) -> None:
+    assert app.is_cloudformation_response_url(url)

@@ -289,3 +289,89 @@ def test_zero_rate_limit_fails(real: Template) -> None:
         "HttpApiApiGatewayDefaultStage: RouteSettings['GET /connect/start'].ThrottlingRateLimit"
         " must be set (> 0)"
     ]
+
+
+# --------------------------------------------------------------------------- least privilege (issue 9)
+def _statements_of(sam: Template, function: str) -> list[dict[str, Any]]:
+    return res(sam, function)["Policies"][0]["Statement"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("function", "statement", "finding"),
+    [
+        (  # the callback held DeleteItem and the unused reads on the sessions table
+            "ConnectCallbackFunction",
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+                "Resource": {"Fn::GetAtt": ["SessionsTable", "Arn"]},
+            },
+            "ConnectCallbackFunction: grants dynamodb:DeleteItem on SessionsTable, which its code"
+            " does not use",
+        ),
+        (  # the start function held an unused GetItem
+            "ConnectStartFunction",
+            {
+                "Effect": "Allow",
+                "Action": "dynamodb:GetItem",
+                "Resource": {"Fn::GetAtt": ["SessionsTable", "Arn"]},
+            },
+            "ConnectStartFunction: grants dynamodb:GetItem on SessionsTable, which its code does not use",
+        ),
+        (  # the delete function held an unused UpdateItem
+            "DeleteGrantFunction",
+            {
+                "Effect": "Allow",
+                "Action": "dynamodb:UpdateItem",
+                "Resource": {"Fn::GetAtt": ["GrantsTable", "Arn"]},
+            },
+            "DeleteGrantFunction: grants dynamodb:UpdateItem on GrantsTable, which its code does not use",
+        ),
+        (
+            "GetGrantFunction",
+            {
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": {"Ref": "NylasSecretArn"},
+            },
+            "GetGrantFunction: grants secretsmanager:GetSecretValue on NylasSecretArn, which its code"
+            " does not use",
+        ),
+    ],
+)
+def test_an_unused_action_fails(
+    sam: Template, function: str, statement: dict[str, Any], finding: str
+) -> None:
+    t = broken_sam(sam, lambda t: _statements_of(t, function).append(statement))
+    assert finding in static_gates.policy_least_privilege(t)
+
+
+def test_a_missing_action_fails(sam: Template) -> None:
+    def breaker(t: Template) -> None:
+        for statement in _statements_of(t, "RevokeSweeperFunction"):
+            if statement.get("Sid") == "OutboxQuery":
+                statement["Action"] = ["dynamodb:Scan"]
+                statement["Resource"] = {"Fn::GetAtt": ["GrantsTable", "Arn"]}
+
+    findings = static_gates.policy_least_privilege(broken_sam(sam, breaker))
+    assert (
+        "RevokeSweeperFunction: lacks dynamodb:Query on GrantsTable/index/revoke-due, which its code uses"
+        in findings
+    )
+    assert (
+        "RevokeSweeperFunction: grants dynamodb:Scan on GrantsTable, which its code does not use" in findings
+    )
+
+
+def test_an_undeclared_function_with_table_access_fails(sam: Template) -> None:
+    def breaker(t: Template) -> None:
+        extra = copy.deepcopy(t["Resources"]["GetGrantFunction"])
+        extra["Properties"]["FunctionName"] = "extra"
+        extra["Properties"].pop("Events", None)
+        t["Resources"]["ExtraFunction"] = extra
+
+    findings = static_gates.policy_least_privilege(broken_sam(sam, breaker))
+    assert any(
+        f.startswith("ExtraFunction: its DynamoDB/Secrets Manager permissions are not declared")
+        for f in findings
+    )

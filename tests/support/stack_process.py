@@ -86,6 +86,7 @@ _FUNCTION_SETTINGS = frozenset(
         "API_KEYS_SECRET_ARN",
         "NYLAS_SCOPES",
         "BETA_AUTH_EXPIRES_IN",
+        "FLOW_TTL_SECONDS",
         "SECRETS_MAX_AGE",
         "NYLAS_READ_TIMEOUT_MS",
     }

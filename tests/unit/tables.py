@@ -21,6 +21,20 @@ def create_tables(client: Any, sessions_table: str, grants_table: str) -> None:
     client.create_table(
         TableName=grants_table,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "outbox", "AttributeType": "S"},
+            {"AttributeName": "due_at", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "revoke-due",
+                "KeySchema": [
+                    {"AttributeName": "outbox", "KeyType": "HASH"},
+                    {"AttributeName": "due_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["attempts"]},
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
     )

@@ -21,7 +21,9 @@ def test_defaults() -> None:
     assert s.nylas_base_url == "https://api.us.nylas.com"
     assert s.azure_tenant == "common"
     assert s.session_ttl_seconds == 600
-    assert s.beta_auth_expires_in == 43200
+    assert s.beta_auth_expires_in == 1800
+    assert s.flow_ttl_seconds == 900
+    assert s.beta_login_expires_in == 900  # the beta login link never outlives the flow (F10)
     assert s.secrets_max_age == 300
     assert s.nylas_scopes == ()
     assert s.allowed_return_urls == ()
@@ -71,6 +73,8 @@ def test_beta_eu_and_overrides() -> None:
         ("SESSION_TTL_SECONDS", "abc", "SESSION_TTL_SECONDS"),
         ("SESSION_TTL_SECONDS", "10", "SESSION_TTL_SECONDS"),
         ("BETA_AUTH_EXPIRES_IN", "-5", "BETA_AUTH_EXPIRES_IN"),
+        ("FLOW_TTL_SECONDS", "60", "FLOW_TTL_SECONDS"),
+        ("FLOW_TTL_SECONDS", "3600", "FLOW_TTL_SECONDS"),
         ("SECRETS_MAX_AGE", "99999", "SECRETS_MAX_AGE"),
         ("SESSIONS_TABLE", "", "SESSIONS_TABLE"),
         ("GRANTS_TABLE", "bad name!", "GRANTS_TABLE"),
@@ -95,3 +99,10 @@ def test_settings_are_frozen() -> None:
     s = Settings.from_env(BASE)
     with pytest.raises(AttributeError):
         s.nylas_api = "beta"  # type: ignore[misc]
+
+
+def test_the_beta_login_link_never_outlives_the_flow() -> None:
+    s = Settings.from_env({**BASE, "BETA_AUTH_EXPIRES_IN": "43200", "FLOW_TTL_SECONDS": "600"})
+    assert s.beta_login_expires_in == 600
+    s = Settings.from_env({**BASE, "BETA_AUTH_EXPIRES_IN": "300", "FLOW_TTL_SECONDS": "600"})
+    assert s.beta_login_expires_in == 300

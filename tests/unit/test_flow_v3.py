@@ -128,7 +128,7 @@ def test_v3_start_builds_the_auth_url_locally_with_one_dynamodb_call(v3: Harness
     assert item["binding_hash"]["S"] == security.sha256_hex(outcome.cookie.value)
     assert outcome.cookie.name == "__Host-tc_" + security.sha256_hex(state)[:8]
     assert outcome.cookie.secure
-    assert outcome.cookie.max_age == 600
+    assert outcome.cookie.max_age == 900  # the flow TTL, not what is left of the link
     with pytest.raises(SessionUsed):
         v3.flow.start(created.session_id)
 
@@ -154,7 +154,7 @@ def test_start_refuses_bad_ids_and_expired_sessions(v3: Harness) -> None:
     assert err.value.return_to == RETURN_TO
 
 
-def test_v3_callback_happy_path_one_nylas_call_two_dynamodb_calls(
+def test_v3_callback_happy_path_one_nylas_call_three_dynamodb_calls(
     v3: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     state, started = start(v3)
@@ -167,7 +167,8 @@ def test_v3_callback_happy_path_one_nylas_call_two_dynamodb_calls(
     assert outcome.return_to == RETURN_TO
     assert outcome.clear_cookie is not None
     assert outcome.clear_cookie.name == started.cookie.name
-    assert v3.client.calls == ["update_item", "transact_write_items"]
+    # consume, keep the verified grant (+ deferred revoke entry), store the grant
+    assert v3.client.calls == ["update_item", "transact_write_items", "transact_write_items"]
     sent = json.loads(route.calls.last.request.content)
     item = v3.client._inner.get_item(TableName=SESSIONS, Key={"session_id": {"S": state.split(".")[0]}})[
         "Item"
@@ -407,7 +408,7 @@ def test_reconnecting_the_same_user_replaces_the_record(v3: Harness) -> None:
 
 def test_expired_session_at_callback(v3: Harness) -> None:
     state, started = start(v3)
-    v3.clock.now += 601
+    v3.clock.now += 900  # the flow TTL, counted from start
     outcome = v3.flow.complete({"code": "c", "state": state}, cookies_of(started))
     assert outcome.error is not None
     assert outcome.error.code == "session_expired"

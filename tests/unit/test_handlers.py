@@ -13,8 +13,11 @@ import respx
 
 from .conftest import (
     API_KEY,
+    GRANTS,
     NYLAS_API_KEY,
     RETURN_TO,
+    ROOT,
+    SESSIONS,
     V3_BASE,
     Aws,
     FakeContext,
@@ -106,7 +109,10 @@ def full_flow(
     name_value, *attrs = [p.strip() for p in cookie.split(";")]
     assert name_value.startswith("__Host-tc_")
     max_age = [a for a in attrs if a.startswith("Max-Age=")]
-    assert max_age in (["Max-Age=600"], ["Max-Age=599"])  # the wall clock may tick between the calls
+    assert max_age in (
+        ["Max-Age=900"],
+        ["Max-Age=899"],
+    )  # the flow TTL; the wall clock may tick between the calls
     assert set(attrs) - set(max_age) == {"Path=/", "HttpOnly", "Secure", "SameSite=Lax"}
     state = parse_qs(urlsplit(location).query)["state"][0]
     return resp, state, name_value
@@ -137,6 +143,7 @@ def test_start_then_callback_through_the_handlers(
         )
     assert resp["statusCode"] == 302
     assert resp["headers"]["Location"] == RETURN_TO + "&status=connected"
+    assert resp["headers"]["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert resp["cookies"] == [f"{cookie.split('=')[0]}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"]
     grant = call(load_handler("get_grant"), http_event("GET", "/v1/grants/user-1", headers=AUTH))
     assert grant["statusCode"] == 200
@@ -257,3 +264,37 @@ def test_log_event_stays_off_even_if_the_environment_asks(
     h = load_handler("create_session")
     create(h, {"user_id": "user-1"})
     assert API_KEY not in log_text(caplog)
+
+
+def test_browser_pages_send_hsts_over_https_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from teams_connect import web
+
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://connect.example.com")
+    for resp in (web.html_page(400, "session_invalid", "x"), web.redirect("https://app.example.com/")):
+        assert resp.headers["Strict-Transport-Security"] == web.HSTS
+    monkeypatch.setenv("PUBLIC_BASE_URL", "http://127.0.0.1:3000")
+    for resp in (web.html_page(400, "session_invalid", "x"), web.redirect("http://127.0.0.1:8000/")):
+        assert "Strict-Transport-Security" not in resp.headers
+
+
+def test_the_revoke_sweeper_revokes_due_entries_and_keeps_failed_ones(handler_env: Aws) -> None:
+    import time
+
+    from teams_connect.store import GrantStore
+
+    grants = GrantStore(GRANTS, SESSIONS, handler_env.client)
+    now = int(time.time())
+    grants.enqueue_revoke("g-due", due=now - 10, now=now - 10)
+    grants.enqueue_revoke("g-down", due=now - 10, now=now - 10)
+    grants.enqueue_revoke("g-later", due=now + 3600, now=now)
+    sweeper = load_handler("revoke_sweeper")
+    event = json.loads((ROOT / "events" / "revoke_sweeper" / "scheduled.json").read_text())
+    with respx.mock() as router:
+        ok = router.delete(f"{V3_BASE}/v3/grants/g-due").mock(return_value=httpx.Response(200, json={}))
+        down = router.delete(f"{V3_BASE}/v3/grants/g-down").mock(return_value=httpx.Response(400, json={}))
+        result = sweeper.lambda_handler(event, FakeContext())
+        assert ok.call_count == 1
+        assert down.call_count == 1
+    assert result == {"revoked": 1, "kept": 0, "failed": 1}
+    # g-down is retried in a minute, g-later is due in an hour
+    assert [d.grant_id for d in grants.due_revocations(now + 10**6)] == ["g-down", "g-later"]

@@ -57,7 +57,7 @@ def test_session_create_start_consume_happy_path(aws: Aws) -> None:
     assert item["status"]["S"] == "pending"
     assert int(item["expires_at"]["N"]) == NOW + 600
     assert int(item["ttl"]["N"]) > NOW + 600
-    started = sessions.start(sid, _start_data(), now=NOW + 1)
+    started = sessions.start(sid, _start_data(), now=NOW + 1, flow_ttl=900)
     assert started.status == "started"
     assert started.started_at == NOW + 1
     assert started.code_verifier == "v" * 64
@@ -69,15 +69,15 @@ def test_session_create_start_consume_happy_path(aws: Aws) -> None:
 def test_start_only_once_and_only_while_unexpired(aws: Aws) -> None:
     sessions = SessionStore(SESSIONS, aws.client)
     with pytest.raises(SessionInvalid):
-        sessions.start(security.new_session_id(), _start_data(), now=NOW)
+        sessions.start(security.new_session_id(), _start_data(), now=NOW, flow_ttl=900)
     sid = _new(sessions)
-    sessions.start(sid, _start_data(), now=NOW)
+    sessions.start(sid, _start_data(), now=NOW, flow_ttl=900)
     with pytest.raises(SessionUsed) as used:
-        sessions.start(sid, _start_data("x" * 64), now=NOW)
+        sessions.start(sid, _start_data("x" * 64), now=NOW, flow_ttl=900)
     assert used.value.return_to == "https://a.example/x"
     expired = _new(sessions)
     with pytest.raises(SessionExpired):
-        sessions.start(expired, _start_data(), now=NOW + 600)
+        sessions.start(expired, _start_data(), now=NOW + 600, flow_ttl=900)
 
 
 def test_consume_refusals_are_classified_and_do_not_consume(aws: Aws) -> None:
@@ -85,7 +85,7 @@ def test_consume_refusals_are_classified_and_do_not_consume(aws: Aws) -> None:
     sid = _new(sessions)
     with pytest.raises(SessionInvalid):  # pending: no state yet
         sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW)
-    sessions.start(sid, _start_data(), now=NOW)
+    sessions.start(sid, _start_data(), now=NOW, flow_ttl=900)
     with pytest.raises(SessionInvalid) as wrong_state:
         sessions.consume(sid, state_hash="t" * 64, binding_hash="b" * 64, now=NOW)
     assert wrong_state.value.return_to is None  # unidentified: never redirect
@@ -93,8 +93,8 @@ def test_consume_refusals_are_classified_and_do_not_consume(aws: Aws) -> None:
         sessions.consume(sid, state_hash="s" * 64, binding_hash="-", now=NOW)
     assert mismatch.value.return_to == "https://a.example/x"
     assert _status(aws, sid) == "started"  # the real browser can still finish
-    with pytest.raises(SessionExpired):
-        sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 600)
+    with pytest.raises(SessionExpired):  # the flow's own lifetime (900 s from start) is over
+        sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 900)
     sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 1)
     with pytest.raises(SessionUsed):
         sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW + 1)
@@ -105,7 +105,7 @@ def test_consume_refusals_are_classified_and_do_not_consume(aws: Aws) -> None:
 def test_release_makes_a_consumed_session_retryable_and_fail_is_terminal(aws: Aws) -> None:
     sessions = SessionStore(SESSIONS, aws.client)
     sid = _new(sessions)
-    sessions.start(sid, _start_data(), now=NOW)
+    sessions.start(sid, _start_data(), now=NOW, flow_ttl=900)
     sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW)
     sessions.release(sid, now=NOW)
     assert _status(aws, sid) == "started"
@@ -137,7 +137,7 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_twenty_concurrent_consumes_have_exactly_one_winner(aws: Aws) -> None:
     sessions = SessionStore(SESSIONS, aws.client)
     sid = _new(sessions)
-    sessions.start(sid, _start_data(), now=NOW)
+    sessions.start(sid, _start_data(), now=NOW, flow_ttl=900)
 
     def attempt(_: int) -> str:
         try:
@@ -170,7 +170,7 @@ def test_grant_save_completes_the_session_in_the_same_transaction(aws: Aws) -> N
     sessions = SessionStore(SESSIONS, aws.client)
     grants = GrantStore(GRANTS, SESSIONS, aws.client)
     sid = _new(sessions)
-    sessions.start(sid, _start_data(), now=NOW)
+    sessions.start(sid, _start_data(), now=NOW, flow_ttl=900)
     sessions.consume(sid, state_hash="s" * 64, binding_hash="b" * 64, now=NOW)
     grants.save(_grant("u1", "g-1"), session_id=sid, binding_hash="b" * 64)
     assert _status(aws, sid) == "completed"
@@ -210,7 +210,9 @@ def test_stale_guard_is_taken_over(aws: Aws) -> None:
     grants = GrantStore(GRANTS, SESSIONS, aws.client)
     grants.save(_grant("alice", "g-old"))
     grants.save(_grant("alice", "g-new", started=NOW + 10))  # alice moved to another mailbox
-    grants.save(_grant("bob", "g-old", started=NOW + 20))  # GRANT#g-old still says alice: stale
+    # A guard left behind by an older release (a switch now removes it): still says alice, stale.
+    aws.client.put_item(TableName=GRANTS, Item={"pk": {"S": "GRANT#g-old"}, "owner": {"S": "alice"}})
+    grants.save(_grant("bob", "g-old", started=NOW + 20))
     bob = grants.get("bob")
     assert bob is not None
     assert bob.grant_id == "g-old"
@@ -299,3 +301,28 @@ def test_transaction_cancelled_without_a_failed_condition_is_classified(
     with pytest.raises(ConnectError) as err2:
         grants.delete("u1", "g1")
     assert err2.value.code == code
+
+
+def test_a_mailbox_switch_removes_the_old_guard_and_enqueues_its_revoke_in_one_transaction(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    assert grants.save(_grant("alice", "g-old")) is None
+    assert grants.save(_grant("alice", "g-old", started=NOW + 5)) is None  # re-auth: nothing replaced
+    assert grants.save(_grant("alice", "g-new", started=NOW + 10)) == "g-old"
+    assert "Item" not in aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-old"}})
+    assert [d.grant_id for d in grants.due_revocations(NOW + 15)] == ["g-old"]
+    # Linking g-old again cancels its pending revoke in the same transaction.
+    assert grants.save(_grant("alice", "g-old", started=NOW + 20)) == "g-new"
+    assert [d.grant_id for d in grants.due_revocations(NOW + 25)] == ["g-new"]
+
+
+def test_the_outbox_postpones_and_forgets_entries(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.enqueue_revoke("g-1", due=NOW + 100, now=NOW)
+    assert grants.due_revocations(NOW + 99) == []
+    grants.postpone_revoke("g-1", due=NOW + 500)
+    due = grants.due_revocations(NOW + 500)
+    assert [(d.grant_id, d.attempts) for d in due] == [("g-1", 1)]
+    grants.revoked("g-1")
+    assert grants.due_revocations(NOW + 10_000) == []
+    grants.postpone_revoke("g-1", due=NOW)  # a gone entry is not recreated
+    assert grants.due_revocations(NOW + 10_000) == []

@@ -25,6 +25,8 @@ DEFAULT_BETA_SCOPES = (
     "EWS.AccessAsUser.All",
 )
 MAX_SESSION_TTL = 600
+DEFAULT_FLOW_TTL = 900
+MIN_FLOW_TTL, MAX_FLOW_TTL = 120, 1800
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
 _TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
@@ -66,6 +68,12 @@ class Settings:
     beta_auth_expires_in: int
     secrets_max_age: int
     nylas_read_timeout_ms: int = 5000
+    flow_ttl_seconds: int = DEFAULT_FLOW_TTL
+
+    @property
+    def beta_login_expires_in(self) -> int:
+        """The beta login link's lifetime: never longer than the flow it belongs to (F10)."""
+        return min(self.beta_auth_expires_in, self.flow_ttl_seconds)
 
     @property
     def nylas_read_timeout(self) -> float:
@@ -119,9 +127,12 @@ class Settings:
             azure_secret_arn=_arn(get, "AZURE_SECRET_ARN", required=False),
             api_keys_secret_arn=_arn(get, "API_KEYS_SECRET_ARN", required=True),
             nylas_scopes=scopes,
-            beta_auth_expires_in=_int(get, "BETA_AUTH_EXPIRES_IN", 43200, 61, 1_209_600),
+            beta_auth_expires_in=_int(get, "BETA_AUTH_EXPIRES_IN", MAX_FLOW_TTL, 61, 1_209_600),
             secrets_max_age=_int(get, "SECRETS_MAX_AGE", 300, 0, 3600),
             nylas_read_timeout_ms=_int(get, "NYLAS_READ_TIMEOUT_MS", 5000, 100, 25000),
+            # The link's lifetime (SESSION_TTL_SECONDS, until start) and the flow's (start → callback)
+            # are separate: a late click still leaves the user the whole flow TTL for sign-in and MFA.
+            flow_ttl_seconds=_int(get, "FLOW_TTL_SECONDS", DEFAULT_FLOW_TTL, MIN_FLOW_TTL, MAX_FLOW_TTL),
         )
 
 

@@ -61,6 +61,12 @@ class AccountAlreadyLinked(ConnectError):
     default_message = "This Microsoft account is already connected to another user."
 
 
+class EmailMismatch(ConnectError):
+    code = "email_mismatch"
+    status = 403
+    default_message = "You signed in with a different Microsoft account than the one this link is for."
+
+
 class AccessDenied(ConnectError):
     code = "access_denied"
     status = 403
@@ -76,6 +82,24 @@ class UpstreamUnavailable(ConnectError):
 class ServerError(ConnectError):
     code = "server_error"
     status = 500
+
+
+#: The codes a browser may see at the end of the flow (contract.md "When the flow ends").
+BROWSER_CODES = frozenset(
+    {
+        "access_denied",
+        "session_invalid",
+        "session_expired",
+        "session_used",
+        "browser_mismatch",
+        "grant_invalid",
+        "account_already_linked",
+        "email_mismatch",
+        "account_not_supported",
+        "upstream_unavailable",
+        "server_error",
+    }
+)
 
 
 # --- backend API -----------------------------------------------------------------------------

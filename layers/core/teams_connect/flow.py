@@ -4,12 +4,15 @@ The flow talks to one `NylasPort` chosen by the settings; the clock is injectabl
 DynamoDB / Nylas calls per use case:
 - create_session: 1 PutItem.
 - start: 1 conditional UpdateItem (+ v3: 0 Nylas calls; beta: 1 `POST /connect/auth`).
-- complete: 1 conditional UpdateItem (consume) + 1 Nylas call + 1 TransactWriteItems that also
-  marks the session completed (failure paths add one best-effort session write).
+- complete: 1 conditional UpdateItem (consume) + 1 Nylas call + 1 TransactWriteItems that keeps the
+  verified grant on the session (and a deferred REVOKE# entry) + 1 TransactWriteItems that stores
+  the grant and marks the session completed (failure paths add one best-effort session write; a
+  mailbox switch adds the old grant's revoke: 1 GetItem + 1 Nylas call + 1 DeleteItem).
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +22,12 @@ from typing import TYPE_CHECKING, Any
 from teams_connect import security
 from teams_connect.config import Settings
 from teams_connect.errors import (
+    BROWSER_CODES,
     AccessDenied,
     AccountAlreadyLinked,
+    Conflict,
     ConnectError,
+    EmailMismatch,
     GrantInvalid,
     InvalidRequest,
     NotFound,
@@ -30,8 +36,16 @@ from teams_connect.errors import (
     SessionUsed,
     UpstreamUnavailable,
 )
-from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, NylasPort, PendingFlow
+from teams_connect.nylas.port import (
+    PROVIDER,
+    BeginRequest,
+    CallbackInput,
+    NylasPort,
+    PendingFlow,
+    VerifiedGrant,
+)
 from teams_connect.observability import logger
+from teams_connect.revocations import ABANDONED_GRACE_SECONDS, Revoker
 from teams_connect.secrets import SecretsProvider, secrets_provider
 
 if TYPE_CHECKING:
@@ -41,13 +55,14 @@ from teams_connect.store import (
     AlreadyCompleted,
     GrantRecord,
     GrantStore,
+    SessionRecord,
     SessionStore,
     StartData,
     Superseded,
     dynamodb_client,
 )
 
-_SESSION_FIELDS = frozenset({"user_id", "return_to", "login_hint", "account_id"})
+_SESSION_FIELDS = frozenset({"user_id", "return_to", "login_hint", "account_id", "expected_email"})
 _CALLBACK_ERRORS: dict[str, type[ConnectError]] = {
     AccessDenied.code: AccessDenied,
     GrantInvalid.code: GrantInvalid,
@@ -157,6 +172,7 @@ class ConnectFlow:
             return_to = security.validate_return_to(body["return_to"], self.settings.allowed_return_urls)
         login_hint = _optional(body, "login_hint", security.EMAIL_RE, 320, "an email address")
         account_id = _optional(body, "account_id", security.ACCOUNT_ID_RE, 256, "an account id")
+        expected_email = _optional(body, "expected_email", security.EMAIL_RE, 320, "an email address")
         session_id = security.new_session_id()
         record = self.sessions.create(
             session_id=session_id,
@@ -166,6 +182,7 @@ class ConnectFlow:
             return_to=return_to,
             login_hint=login_hint,
             account_id=account_id,
+            expected_email=expected_email,
         )
         logger.info("session created", extra={"session": security.hash_prefix(session_id)})
         connect_url = f"{self.settings.public_base_url}/connect/start?session={session_id}"
@@ -204,7 +221,9 @@ class ConnectFlow:
             client_id=nylas.client_id(),
             provider=PROVIDER,
         )
-        record = self.sessions.start(session_id, data, now=self.now())
+        record = self.sessions.start(
+            session_id, data, now=self.now(), flow_ttl=self.settings.flow_ttl_seconds
+        )
         request = BeginRequest(
             state=state,
             code_verifier=verifier,
@@ -218,7 +237,8 @@ class ConnectFlow:
             self.sessions.unstart(session_id, state_hash=state_hash)
             exc.return_to = record.return_to
             raise
-        remaining = max(1, min(record.expires_at - self.now(), self.settings.session_ttl_seconds))
+        flow_end = record.flow_expires_at or record.expires_at
+        remaining = max(1, min(flow_end - self.now(), self.settings.flow_ttl_seconds))
         cookie = BindingCookie(
             name=security.cookie_name(state_hash, secure=self.settings.cookie_secure),
             value=nonce,
@@ -242,6 +262,11 @@ class ConnectFlow:
             callback = self.nylas.parse_callback(query)  # syntax only: no I/O yet
             return self._complete(callback, state_hash, cookies, clear, deadline)
         except ConnectError as exc:
+            if exc.code not in BROWSER_CODES:
+                # Never show the browser a code outside the contract (e.g. a store `conflict`).
+                mapped = UpstreamUnavailable(return_to=exc.return_to)
+                mapped.retryable = exc.retryable
+                exc = mapped
             logger.info("flow ended with an error", extra={"error_code": exc.code})
             # A retryable end leaves the session started: the browser keeps its binding cookie so
             # that the same callback (or a fresh one) can still complete.
@@ -297,17 +322,31 @@ class ConnectFlow:
             raise end(ServerError(), retryable=False)
         if callback.error is not None:
             raise end(_CALLBACK_ERRORS.get(callback.error, GrantInvalid)(), retryable=False)
-        pending = PendingFlow(
-            started_at=session.started_at or session.created_at,
-            redirect_uri=self.settings.callback_url,
-            code_verifier=session.code_verifier,
-        )
-        try:
-            grant = nylas.complete(callback, pending, deadline=deadline)
-        except (UpstreamUnavailable, ServerError) as exc:
-            raise end(exc, retryable=True) from None
-        except ConnectError as exc:
-            raise end(exc, retryable=False) from None
+        if session.verified is not None:
+            # A retry after a transient failure: the grant was verified (the code redeemed) before.
+            grant = session.verified
+        else:
+            grant = self._verify(callback, session, now, end, deadline)
+            try:
+                self.grants.hold(
+                    session_id,
+                    binding_hash=binding_hash,
+                    grant=grant,
+                    revoke_due=(session.flow_expires_at or now) + ABANDONED_GRACE_SECONDS,
+                    now=self.now(),
+                )
+            except SessionUsed as exc:
+                exc.return_to = return_to
+                raise
+            except ConnectError as exc:
+                raise end(exc, retryable=True) from None
+        revoker = Revoker(self.grants, nylas, clock=self._clock)
+        expected = session.expected_email
+        if expected is not None and grant.email.casefold() != expected.casefold():
+            logger.warning("the connected mailbox is not the expected one: its grant is revoked")
+            error = end(EmailMismatch(), retryable=False)
+            revoker.discard(grant.grant_id, deadline=deadline)
+            raise error
         now = self.now()
         record = GrantRecord(
             user_id=session.user_id,
@@ -318,22 +357,81 @@ class ConnectFlow:
             scopes=grant.scopes,
             connected_at=now,
             updated_at=now,
-            flow_started_at=pending.started_at,
+            flow_started_at=session.started_at or session.created_at,
         )
         try:
-            self.grants.save(record, session_id=session_id, binding_hash=binding_hash)
+            replaced = self.grants.save(record, session_id=session_id, binding_hash=binding_hash)
         except Superseded:
             logger.warning("a newer flow of this user already stored a grant")
-            raise end(SessionUsed(), retryable=False) from None
+            error = end(SessionUsed(), retryable=False)
+            revoker.discard(grant.grant_id, deadline=deadline)  # kept if the winner holds it
+            raise error from None
         except AccountAlreadyLinked as exc:
-            raise end(exc, retryable=False) from None
+            error = end(exc, retryable=False)
+            revoker.discard(grant.grant_id, deadline=deadline)  # held by the other user: never revoked
+            raise error from None
         except SessionUsed as exc:
             exc.return_to = return_to
             raise
+        except Conflict:
+            raise end(UpstreamUnavailable(), retryable=True) from None
         except ConnectError as exc:
             raise end(exc, retryable=True) from None
+        if replaced is not None:
+            logger.info("the user switched mailboxes: the replaced grant is revoked")
+            revoker.revoke(replaced, deadline=deadline)  # best effort; the sweeper retries
         logger.info("flow completed")
         return CallbackOutcome(return_to=return_to, clear_cookie=clear)
+
+    def _verify(
+        self,
+        callback: CallbackInput,
+        session: SessionRecord,
+        now: int,
+        end: Callable[..., ConnectError],
+        deadline: float | None,
+    ) -> VerifiedGrant:
+        pending = PendingFlow(
+            started_at=session.started_at or session.created_at,
+            redirect_uri=self.settings.callback_url,
+            code_verifier=session.code_verifier,
+            state_hash=session.state_hash,
+            now=now,
+            login_hint=session.login_hint,
+        )
+        try:
+            grant = self.nylas.complete(callback, pending, deadline=deadline)
+            if not grant.bound and not self._holds(session.user_id, grant):
+                # Not made by this flow nor by an earlier flow of this user, and not this user's
+                # grant: someone else's mailbox.
+                logger.warning("grant not bound to this flow and not held by this user")
+                raise GrantInvalid()
+        except (UpstreamUnavailable, ServerError) as exc:
+            raise end(exc, retryable=True) from None
+        except ConnectError as exc:
+            raise end(exc, retryable=False) from None
+        return grant
+
+    def _holds(self, user_id: str, grant: VerifiedGrant) -> bool:
+        """This user already holds this grant (USER# names it, or its GRANT# guard names the user), or
+        an earlier flow of this user made it: the state Nylas kept on the grant is that flow's (its
+        session, still retained, has this user and that state's hash). The latter covers a first
+        attempt that failed after consent (Nylas keeps that flow's state on re-authentication)."""
+        current = self.grants.get(user_id)
+        if current is not None and current.grant_id == grant.grant_id:
+            return True
+        if self.grants.owner(grant.grant_id) == user_id:
+            return True
+        origin = grant.origin_state
+        if origin is None or not security.STATE_RE.match(origin):
+            return False
+        earlier = self.sessions.get(security.session_id_from_state(origin))
+        return (
+            earlier is not None
+            and earlier.user_id == user_id
+            and earlier.state_hash is not None
+            and hmac.compare_digest(earlier.state_hash, security.sha256_hex(origin))
+        )
 
 
 def _optional(body: Mapping[str, Any], name: str, pattern: Any, max_len: int, what: str) -> str | None:

@@ -27,10 +27,14 @@ from teams_connect.errors import (
     SessionUsed,
     UpstreamUnavailable,
 )
+from teams_connect.nylas.port import VerifiedGrant
 from teams_connect.observability import logger
 
 PENDING, STARTED, CONSUMED, COMPLETED, FAILED = "pending", "started", "consumed", "completed", "failed"
 SESSION_RETENTION_SECONDS = 3600  # TTL grace after expiry: keeps replays answerable, then gone
+REVOKE_PREFIX = "REVOKE#"
+OUTBOX_INDEX = "revoke-due"  # sparse GSI of the grants table: outbox = "revoke", due_at
+OUTBOX_KEY = "revoke"
 _TRANSIENT_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -91,6 +95,11 @@ class SessionRecord:
     client_id: str | None = None
     provider: str | None = None
     started_at: int | None = None
+    flow_expires_at: int | None = None
+    expected_email: str | None = None
+    #: The grant verified with Nylas for this flow, kept before the grant transaction so that a retry
+    #: after a transient failure does not redeem the one-time code again.
+    verified: VerifiedGrant | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> SessionRecord:
@@ -119,7 +128,22 @@ class SessionRecord:
             client_id=s("client_id"),
             provider=s("provider"),
             started_at=n("started_at"),
+            flow_expires_at=n("flow_expires_at"),
+            expected_email=s("expected_email"),
+            verified=_verified_from_item(item),
         )
+
+
+def _verified_from_item(item: dict[str, Any]) -> VerifiedGrant | None:
+    grant_id = item.get("verified_grant_id", {}).get("S")
+    if not grant_id:
+        return None
+    return VerifiedGrant(
+        grant_id=str(grant_id),
+        email=str(item.get("verified_email", {}).get("S", "")),
+        provider=str(item.get("verified_provider", {}).get("S", "")),
+        scopes=tuple(str(x["S"]) for x in item.get("verified_scopes", {}).get("L", [])),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +250,7 @@ class SessionStore:
         return_to: str | None,
         login_hint: str | None,
         account_id: str | None,
+        expected_email: str | None = None,
     ) -> SessionRecord:
         expires_at = now + ttl_seconds
         item: dict[str, Any] = {
@@ -236,7 +261,13 @@ class SessionStore:
             "expires_at": {"N": str(expires_at)},
             "ttl": {"N": str(expires_at + SESSION_RETENTION_SECONDS)},
         }
-        for name, value in (("return_to", return_to), ("login_hint", login_hint), ("account_id", account_id)):
+        optional = (
+            ("return_to", return_to),
+            ("login_hint", login_hint),
+            ("account_id", account_id),
+            ("expected_email", expected_email),
+        )
+        for name, value in optional:
             if value is not None:
                 item[name] = {"S": value}
         try:
@@ -251,8 +282,11 @@ class SessionStore:
             raise aws_error(exc) from None
         return SessionRecord.from_item(item)
 
-    def start(self, session_id: str, data: StartData, *, now: int) -> SessionRecord:
-        """pending → started, once, while unexpired. One UpdateItem."""
+    def start(self, session_id: str, data: StartData, *, now: int, flow_ttl: int) -> SessionRecord:
+        """pending → started, once, while the link is unexpired. One UpdateItem. From here the flow has
+        its own lifetime (`flow_expires_at = now + flow_ttl`), independent of how late the link was
+        followed; the item's TTL moves with it."""
+        flow_expires_at = now + flow_ttl
         try:
             resp = self.client.update_item(
                 TableName=self.table,
@@ -260,13 +294,15 @@ class SessionStore:
                 UpdateExpression=(
                     "SET #st = :started, state_hash = :sh, binding_hash = :bh, code_verifier = :cv, "
                     "nylas_api = :api, nylas_base_url = :base, client_id = :cid, provider = :prov, "
-                    "started_at = :now"
+                    "started_at = :now, flow_expires_at = :fexp, #ttl = :ttl"
                 ),
                 ConditionExpression="attribute_exists(session_id) AND #st = :pending AND expires_at > :now",
-                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeNames={"#st": "status", "#ttl": "ttl"},
                 ExpressionAttributeValues={
                     ":started": {"S": STARTED},
                     ":pending": {"S": PENDING},
+                    ":fexp": {"N": str(flow_expires_at)},
+                    ":ttl": {"N": str(flow_expires_at + SESSION_RETENTION_SECONDS)},
                     ":sh": {"S": data.state_hash},
                     ":bh": {"S": data.binding_hash},
                     ":cv": {"S": data.code_verifier},
@@ -294,7 +330,7 @@ class SessionStore:
         return SessionRecord.from_item(resp["Attributes"])
 
     def consume(self, session_id: str, *, state_hash: str, binding_hash: str, now: int) -> SessionRecord:
-        """The atomic one-time consume: started ∧ state ∧ browser binding ∧ unexpired → consumed.
+        """The atomic one-time consume: started ∧ state ∧ browser binding ∧ flow unexpired → consumed.
 
         On failure the old item tells why. Only a matching state identifies the session (and so
         allows a redirect to its return_to); a wrong browser leaves the session untouched.
@@ -306,7 +342,7 @@ class SessionStore:
                 Key={"session_id": {"S": session_id}},
                 UpdateExpression="SET #st = :consumed, consumed_at = :now",
                 ConditionExpression=(
-                    "#st = :started AND state_hash = :sh AND binding_hash = :bh AND expires_at > :now"
+                    "#st = :started AND state_hash = :sh AND binding_hash = :bh AND flow_expires_at > :now"
                 ),
                 ExpressionAttributeNames={"#st": "status"},
                 ExpressionAttributeValues={
@@ -343,7 +379,7 @@ class SessionStore:
             return AlreadyCompleted(rec)
         if rec.status != STARTED:
             return SessionUsed(return_to=rec.return_to)
-        if rec.expires_at <= now:
+        if (rec.flow_expires_at or 0) <= now:
             return SessionExpired(return_to=rec.return_to)
         return ServerError(return_to=rec.return_to)
 
@@ -389,7 +425,8 @@ class SessionStore:
                 TableName=self.table,
                 Key={"session_id": {"S": session_id}},
                 UpdateExpression=(
-                    "SET #st = :pending REMOVE state_hash, binding_hash, code_verifier, started_at"
+                    "SET #st = :pending "
+                    "REMOVE state_hash, binding_hash, code_verifier, started_at, flow_expires_at"
                 ),
                 ConditionExpression="#st = :started AND state_hash = :sh",
                 ExpressionAttributeNames={"#st": "status"},
@@ -417,7 +454,17 @@ class Superseded(Exception):
     """A newer flow of the same user already wrote the grant record."""
 
 
+@dataclass(frozen=True, slots=True)
+class DueRevocation:
+    grant_id: str
+    attempts: int
+
+
 class GrantStore:
+    """USER#<user_id> (the user's one grant), GRANT#<grant_id> (the mailbox's owner guard) and the
+    revoke outbox REVOKE#<grant_id>: a grant this deployment no longer holds, to be revoked at Nylas
+    until Nylas confirms (written in the same transaction that lets go of the grant)."""
+
     def __init__(self, table: str, sessions_table: str, client: Any = None) -> None:
         self.table = table
         self.sessions_table = sessions_table
@@ -437,6 +484,13 @@ class GrantStore:
         item = resp.get("Item")
         return GrantRecord.from_item(item) if item else None
 
+    def owner(self, grant_id: str) -> str | None:
+        """Who holds this mailbox's guard in this deployment (None: nobody)."""
+        try:
+            return self._owner_of(grant_id)
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc) from None
+
     def _owner_of(self, grant_id: str) -> str | None:
         resp = self.client.get_item(
             TableName=self.table, Key={"pk": {"S": f"GRANT#{grant_id}"}}, ConsistentRead=True
@@ -444,33 +498,95 @@ class GrantStore:
         item = resp.get("Item")
         return str(item["owner"]["S"]) if item and "owner" in item else None
 
+    # --- the verified grant, kept on the consumed session ---------------------------------------
+    def hold(
+        self, session_id: str, *, binding_hash: str, grant: VerifiedGrant, revoke_due: int, now: int
+    ) -> None:
+        """One transaction before the grant transaction: the verified grant is kept on the consumed
+        session (a retry after a transient failure skips the one-time code exchange), and a deferred
+        REVOKE# entry makes sure that a grant whose flow never completes is revoked after the flow
+        has expired. Completing the flow deletes that entry in the grant transaction; the revoker
+        never revokes a grant that someone in this deployment holds."""
+        items = [
+            {
+                "Update": {
+                    "TableName": self.sessions_table,
+                    "Key": {"session_id": {"S": session_id}},
+                    "UpdateExpression": (
+                        "SET verified_grant_id = :g, verified_email = :e, verified_provider = :p, "
+                        "verified_scopes = :s, updated_at = :now"
+                    ),
+                    "ConditionExpression": "#st = :consumed AND binding_hash = :bh",
+                    "ExpressionAttributeNames": {"#st": "status"},
+                    "ExpressionAttributeValues": {
+                        ":g": {"S": grant.grant_id},
+                        ":e": {"S": grant.email},
+                        ":p": {"S": grant.provider},
+                        ":s": {"L": [{"S": x} for x in grant.scopes]},
+                        ":now": {"N": str(now)},
+                        ":consumed": {"S": CONSUMED},
+                        ":bh": {"S": binding_hash},
+                    },
+                }
+            },
+            {"Put": {"TableName": self.table, "Item": _revoke_item(grant.grant_id, due=revoke_due, now=now)}},
+        ]
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _error_code(exc) != "TransactionCanceledException":
+                raise aws_error(exc) from None
+            codes = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons") or []]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                raise SessionUsed() from None
+            raise aws_error(exc) from None
+        except BotoCoreError as exc:
+            raise aws_error(exc) from None
+
+    # --- the grant transaction ---------------------------------------------------------------------
     def save(
         self, record: GrantRecord, *, session_id: str | None = None, binding_hash: str | None = None
-    ) -> None:
-        """One transaction: USER# record (ordered by flow_started_at), GRANT# owner guard, and
-        (when given) the session's consumed → completed step. A GRANT# guard held by another user
-        whose USER# record no longer holds that grant is stale and taken over atomically;
-        otherwise `AccountAlreadyLinked`. Raises `Superseded` if a newer flow already wrote."""
-        try:
-            self._save(record, session_id, binding_hash, stale_owner=None)
-            return
-        except _GuardHeld as held:
-            owner = held.owner
-        # The guard belongs to someone else: is it stale? (rare path: extra reads are fine)
+    ) -> str | None:
+        """One transaction: USER# record (ordered by flow_started_at), GRANT# owner guard, the
+        cancellation of a pending revoke of this grant, and (when given) the session's consumed →
+        completed step. When the user held ANOTHER grant, the same transaction also removes that
+        grant's guard and enqueues its revocation (REVOKE#); its id is returned so that the caller
+        can revoke it right away (best effort; the sweeper retries).
+
+        A GRANT# guard held by another user whose USER# record no longer holds that grant is stale
+        and taken over atomically; otherwise `AccountAlreadyLinked`. Raises `Superseded` if a newer
+        flow of this user already wrote."""
+        previous: str | None = None  # the grant USER# holds now, if other than this one
+        stale_owner: str | None = None
+        for _ in range(4):
+            try:
+                self._save(record, session_id, binding_hash, previous=previous, stale_owner=stale_owner)
+                return previous
+            except _UserChanged as changed:
+                old = changed.old
+                if old is not None and old.flow_started_at > record.flow_started_at:
+                    raise Superseded() from None
+                previous = old.grant_id if old is not None and old.grant_id != record.grant_id else None
+            except _GuardHeld as held:
+                stale_owner = self._stale_guard_owner(record, held.owner, stale_owner)
+        raise Conflict()  # the records kept changing under us: retryable
+
+    def _stale_guard_owner(self, record: GrantRecord, owner: str | None, tried: str | None) -> str:
+        """The guard belongs to someone else: is it stale? (rare path: extra reads are fine)"""
         try:
             if owner is None:
                 owner = self._owner_of(record.grant_id)
-            if owner is None or owner == record.user_id:
-                raise Conflict()
-            other = self.get(owner)
-            if other is not None and other.grant_id == record.grant_id:
-                raise AccountAlreadyLinked()
-            logger.info("taking over a stale mailbox guard")
-            self._save(record, session_id, binding_hash, stale_owner=owner)
-        except _GuardHeld:
-            raise AccountAlreadyLinked() from None
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(exc) from None
+        if owner is None or owner == record.user_id:
+            raise Conflict()
+        if owner == tried:
+            raise AccountAlreadyLinked()  # the takeover's own check failed: the guard is live
+        other = self.get(owner)
+        if other is not None and other.grant_id == record.grant_id:
+            raise AccountAlreadyLinked()
+        logger.info("taking over a stale mailbox guard")
+        return owner
 
     def _save(
         self,
@@ -478,8 +594,16 @@ class GrantStore:
         session_id: str | None,
         binding_hash: str | None,
         *,
+        previous: str | None,
         stale_owner: str | None,
     ) -> None:
+        mine = {"N": str(record.flow_started_at)}
+        if previous is None:
+            user_condition = "attribute_not_exists(pk) OR (grant_id = :g AND flow_started_at <= :mine)"
+            user_values = {":g": {"S": record.grant_id}, ":mine": mine}
+        else:
+            user_condition = "grant_id = :old AND flow_started_at <= :mine"
+            user_values = {":old": {"S": previous}, ":mine": mine}
         guard: dict[str, Any] = {
             "TableName": self.table,
             "Item": {
@@ -502,13 +626,18 @@ class GrantStore:
                 "Put": {
                     "TableName": self.table,
                     "Item": record.to_item(),
-                    "ConditionExpression": "attribute_not_exists(pk) OR flow_started_at <= :mine",
-                    "ExpressionAttributeValues": {":mine": {"N": str(record.flow_started_at)}},
+                    "ConditionExpression": user_condition,
+                    "ExpressionAttributeValues": user_values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
             {"Put": guard},
+            # This grant is held again: a pending revoke of it (an earlier failed flow) is cancelled.
+            {"Delete": {"TableName": self.table, "Key": {"pk": {"S": REVOKE_PREFIX + record.grant_id}}}},
         ]
+        session_index = check_index = old_guard_index = -1
         if session_id is not None:
+            session_index = len(items)
             items.append(
                 {
                     "Update": {
@@ -526,8 +655,8 @@ class GrantStore:
                     }
                 }
             )
-        check_index = len(items)
         if stale_owner is not None:
+            check_index = len(items)
             items.append(
                 {
                     "ConditionCheck": {
@@ -535,6 +664,29 @@ class GrantStore:
                         "Key": {"pk": {"S": f"USER#{stale_owner}"}},
                         "ConditionExpression": "attribute_not_exists(pk) OR grant_id <> :g",
                         "ExpressionAttributeValues": {":g": {"S": record.grant_id}},
+                    }
+                }
+            )
+        if previous is not None:
+            # One user, one grant: the replaced grant's guard leaves with it, and its revocation is
+            # enqueued in the same transaction (durable: the sweeper retries until Nylas confirms).
+            old_guard_index = len(items)
+            items.append(
+                {
+                    "Delete": {
+                        "TableName": self.table,
+                        "Key": {"pk": {"S": f"GRANT#{previous}"}},
+                        "ConditionExpression": "attribute_not_exists(pk) OR #owner = :me",
+                        "ExpressionAttributeNames": {"#owner": "owner"},
+                        "ExpressionAttributeValues": {":me": {"S": record.user_id}},
+                    }
+                }
+            )
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": _revoke_item(previous, due=record.updated_at, now=record.updated_at),
                     }
                 }
             )
@@ -549,13 +701,18 @@ class GrantStore:
             if not failed:
                 raise aws_error(exc) from None  # conflicts with other transactions, throttling …
             if 0 in failed:
-                raise Superseded() from None
-            if session_id is not None and 2 in failed:
+                item = reasons[0].get("Item")
+                old = GrantRecord.from_item(item) if item and "user_id" in item else None
+                raise _UserChanged(old) from None
+            if session_index in failed:
                 raise SessionUsed() from None
-            if 1 in failed or (stale_owner is not None and check_index in failed):
+            if 1 in failed or check_index in failed:
                 item = reasons[1].get("Item") if len(reasons) > 1 else None
                 owner = item["owner"]["S"] if item and "owner" in item else None
                 raise _GuardHeld(owner) from None
+            if old_guard_index in failed:
+                logger.error("the replaced grant's guard belongs to another user")
+                raise Conflict() from None
             raise ServerError() from None
         except BotoCoreError as exc:
             raise aws_error(exc) from None
@@ -595,6 +752,76 @@ class GrantStore:
             except BotoCoreError as exc:
                 raise aws_error(exc) from None
         raise Conflict()
+
+    # --- the revoke outbox -------------------------------------------------------------------------
+    def enqueue_revoke(self, grant_id: str, *, due: int, now: int) -> None:
+        """REVOKE#<grant_id>, due at `due` (a grant no flow may keep: revoke unless someone holds it)."""
+        try:
+            self.client.put_item(TableName=self.table, Item=_revoke_item(grant_id, due=due, now=now))
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc) from None
+
+    def due_revocations(self, now: int, *, limit: int = 50) -> list[DueRevocation]:
+        """Outbox entries due by `now`, oldest first (a Query on the sparse index: no table scan)."""
+        try:
+            resp = self.client.query(
+                TableName=self.table,
+                IndexName=OUTBOX_INDEX,
+                KeyConditionExpression="outbox = :o AND due_at <= :now",
+                ExpressionAttributeValues={":o": {"S": OUTBOX_KEY}, ":now": {"N": str(now)}},
+                Limit=limit,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc) from None
+        due = []
+        for item in resp.get("Items") or []:
+            pk = str(item.get("pk", {}).get("S", ""))
+            if pk.startswith(REVOKE_PREFIX):
+                due.append(
+                    DueRevocation(pk[len(REVOKE_PREFIX) :], int(item.get("attempts", {}).get("N", "0")))
+                )
+        return due
+
+    def revoked(self, grant_id: str) -> None:
+        """Nylas confirmed (or the grant is held again): the outbox entry goes."""
+        try:
+            self.client.delete_item(TableName=self.table, Key={"pk": {"S": REVOKE_PREFIX + grant_id}})
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc) from None
+
+    def postpone_revoke(self, grant_id: str, *, due: int) -> None:
+        """A failed attempt: count it and try again at `due` (only if the entry still exists)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": REVOKE_PREFIX + grant_id}},
+                UpdateExpression="SET due_at = :due ADD attempts :one",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":due": {"N": str(due)}, ":one": {"N": "1"}},
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return
+            raise aws_error(exc) from None
+        except BotoCoreError as exc:
+            raise aws_error(exc) from None
+
+
+def _revoke_item(grant_id: str, *, due: int, now: int) -> dict[str, Any]:
+    return {
+        "pk": {"S": REVOKE_PREFIX + grant_id},
+        "grant_id": {"S": grant_id},
+        "outbox": {"S": OUTBOX_KEY},
+        "due_at": {"N": str(due)},
+        "created_at": {"N": str(now)},
+        "attempts": {"N": "0"},
+    }
+
+
+class _UserChanged(Exception):
+    def __init__(self, old: GrantRecord | None) -> None:
+        super().__init__("the user's grant record is not the one expected")
+        self.old = old
 
 
 class _GuardHeld(Exception):

@@ -7,6 +7,7 @@ import base64
 import binascii
 import html
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +30,9 @@ HTML_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+#: Sent on browser responses when the service is served over https (PUBLIC_BASE_URL): one year, the
+#: service's own host and its subdomains; not preloaded (a decision for the domain's owner).
+HSTS = "max-age=31536000; includeSubDomains"
 _TITLES = {
     "connected": "Connected",
     "access_denied": "Connection cancelled",
@@ -40,7 +44,15 @@ _TITLES = {
     "account_already_linked": "Account already connected",
     "upstream_unavailable": "Temporarily unavailable",
     "server_error": "Something went wrong",
+    "email_mismatch": "Different Microsoft account",
 }
+
+
+def _transport_headers() -> dict[str, str]:
+    """Strict-Transport-Security when the public base URL is https (never on the http loopback)."""
+    if os.environ.get("PUBLIC_BASE_URL", "").strip().lower().startswith("https://"):
+        return {"Strict-Transport-Security": HSTS}
+    return {}
 
 
 # --- backend API ---------------------------------------------------------------------------------
@@ -128,7 +140,7 @@ def redirect(location: str, cookies: Sequence[Cookie] = ()) -> Response[str]:
     return Response(
         status_code=302,
         body="",
-        headers={**BROWSER_HEADERS, "Location": location},
+        headers={**BROWSER_HEADERS, **_transport_headers(), "Location": location},
         cookies=list(cookies),
     )
 
@@ -146,7 +158,7 @@ def html_page(status: int, code: str, message: str, cookies: Sequence[Cookie] = 
         status_code=status,
         content_type="text/html; charset=utf-8",
         body=body,
-        headers=dict(HTML_HEADERS),
+        headers={**HTML_HEADERS, **_transport_headers()},
         cookies=list(cookies),
     )
 

@@ -322,6 +322,28 @@ class NylasHttp:
         self._client.close()
 
 
+#: The error types with which Nylas itself says "this grant does not exist" (nylas-api.md §1.10).
+GRANT_NOT_FOUND_TYPES = frozenset({"grant.not_found"})
+
+
+def grant_is_gone(exc: NylasError) -> bool:
+    """Only Nylas's own not-found answer for a grant counts as "already revoked". Any other 404 (a
+    wrong base URL, a changed path, a retired beta host, an HTML page) proves nothing: revocation
+    fails closed and the caller keeps its record."""
+    return exc.status == 404 and exc.error_type in GRANT_NOT_FOUND_TYPES
+
+
+def revoke_error(exc: NylasError) -> ConnectError | None:
+    """A failed revoke → None when the grant is already gone, else the error to raise: a 404 that is
+    not Nylas's grant-not-found answer is `upstream_unavailable` (the record stays, retry later)."""
+    if grant_is_gone(exc):
+        return None
+    if exc.status == 404:
+        logger.error("revoke answered 404 without Nylas's grant.not_found: treated as unavailable")
+        return UpstreamUnavailable()
+    return api_error(exc)
+
+
 def api_error(exc: NylasError) -> ConnectError:
     """A failed Nylas API call (after retries and the one credential re-read) → the contract's error:
     transient → upstream_unavailable; 404 → grant_invalid (the grant is gone); anything else,

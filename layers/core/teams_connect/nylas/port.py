@@ -44,6 +44,9 @@ class PendingFlow:
     started_at: int
     redirect_uri: str
     code_verifier: str | None = field(default=None, repr=False)
+    state_hash: str | None = field(default=None, repr=False)
+    now: int = 0
+    login_hint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,13 @@ class VerifiedGrant:
     provider: str
     scopes: tuple[str, ...]
     grant_status: str = "valid"
+    #: True when Nylas ties the grant to THIS flow (v3: the PKCE-bound code exchange; beta: the grant's
+    #: `state` equals the flow's). A grant that is not bound may be stored only for the user who
+    #: already holds it, or whose earlier flow made it (beta re-authentication keeps the first
+    #: login's `state`, which names that flow's session).
+    bound: bool = True
+    #: beta: the `state` Nylas keeps on the grant (never stored; compared only).
+    origin_state: str | None = field(default=None, repr=False)
 
 
 class NylasPort(Protocol):

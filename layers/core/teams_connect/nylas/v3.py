@@ -180,10 +180,24 @@ class V3Adapter:
     def revoke(self, grant_id: str, *, deadline: float | None = None) -> None:
         if not GRANT_ID_RE.match(grant_id):
             raise ServerError()
+        from teams_connect.nylas.http import NylasError, revoke_error
+
         try:
-            self._authorized("DELETE", f"/v3/grants/{grant_id}", route="v3.grants.delete", deadline=deadline)
-        except GrantInvalid:
+            self._http.request_rereading_credentials(
+                "DELETE",
+                f"/v3/grants/{grant_id}",
+                route="v3.grants.delete",
+                headers_for=self._bearer,
+                deadline=deadline,
+            )
+        except NylasError as exc:
+            error = revoke_error(exc)
+            if error is not None:
+                raise error from None
             logger.info("grant already gone at Nylas")
+
+    def _bearer(self, force: bool) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._secrets.nylas(force_fetch=force).api_key}"}
 
     def _authorized(self, method: str, path: str, *, route: str, deadline: float | None) -> Any:
         """An idempotent call with the API key; on 401 re-read the secret once and retry once."""

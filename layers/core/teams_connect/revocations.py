@@ -1,0 +1,90 @@
+"""Revoking grants this deployment no longer holds, durably (the REVOKE# outbox of `store`).
+
+A grant is let go of when a user switches mailboxes (the old one), when a newer flow of the same
+user wins, when the connected mailbox is not the `expected_email`, and when a flow whose grant was
+verified never completes. The entry is written in the same transaction that lets go of the grant
+(or, for a flow that may still complete, when the grant is verified, due after the flow expires);
+the grant is then revoked right away, best effort, and the scheduled sweeper retries every entry
+that is due until Nylas confirms.
+
+One rule protects the users: a grant whose GRANT# guard names an owner is never revoked (it is
+someone's current grant: the same mailbox re-linked, or another user's mailbox); its entry is
+simply dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from teams_connect.errors import ConnectError
+from teams_connect.nylas.port import NylasPort
+from teams_connect.observability import logger
+from teams_connect.security import hash_prefix
+from teams_connect.store import GrantStore
+
+#: Retry delays after failed attempts (seconds), then every `MAX_BACKOFF` until Nylas confirms.
+BACKOFF = (60, 300, 900, 3600)
+MAX_BACKOFF = 6 * 3600
+#: A verified grant whose flow never completes is revoked this long after the flow expired.
+ABANDONED_GRACE_SECONDS = 300
+
+
+def next_attempt(now: int, attempts: int) -> int:
+    return now + (BACKOFF[attempts] if attempts < len(BACKOFF) else MAX_BACKOFF)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    revoked: int = 0
+    kept: int = 0  # held again by someone: entry dropped, nothing revoked
+    failed: int = 0
+
+
+class Revoker:
+    def __init__(
+        self, grants: GrantStore, nylas: NylasPort, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.grants = grants
+        self.nylas = nylas
+        self._clock = clock
+
+    def revoke(self, grant_id: str, *, attempts: int = 0, deadline: float | None = None) -> str:
+        """One attempt for one outbox entry → "revoked" | "kept" | "failed" (entry postponed)."""
+        now = int(self._clock())
+        try:
+            if self.grants.owner(grant_id) is not None:
+                self.grants.revoked(grant_id)
+                logger.info(
+                    "grant held again: pending revoke dropped", extra={"grant": hash_prefix(grant_id)}
+                )
+                return "kept"
+            self.nylas.revoke(grant_id, deadline=deadline)
+            self.grants.revoked(grant_id)
+            logger.info("grant revoked at Nylas", extra={"grant": hash_prefix(grant_id)})
+            return "revoked"
+        except ConnectError as exc:
+            logger.warning(
+                "revoke failed: retried later", extra={"grant": hash_prefix(grant_id), "error_code": exc.code}
+            )
+            with contextlib.suppress(ConnectError):  # else the entry stays due: the next sweep retries
+                self.grants.postpone_revoke(grant_id, due=next_attempt(now, attempts))
+            return "failed"
+
+    def discard(self, grant_id: str, *, deadline: float | None = None) -> None:
+        """A grant this flow must not keep: enqueue it (due now) and try at once. Never raises."""
+        try:
+            self.grants.enqueue_revoke(grant_id, due=int(self._clock()), now=int(self._clock()))
+        except ConnectError:
+            logger.warning("could not enqueue a revoke: the flow's deferred entry covers it")
+        self.revoke(grant_id, deadline=deadline)
+
+    def sweep(self, *, limit: int = 50, deadline: float | None = None) -> SweepReport:
+        counts = {"revoked": 0, "kept": 0, "failed": 0}
+        for entry in self.grants.due_revocations(int(self._clock()), limit=limit):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            counts[self.revoke(entry.grant_id, attempts=entry.attempts, deadline=deadline)] += 1
+        return SweepReport(**counts)
