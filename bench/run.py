@@ -506,11 +506,11 @@ class UpstreamWait:
             finally:
                 wait.ms += (time.perf_counter() - began) * 1000
 
-        httpx.Client.send = timed_send  # type: ignore[method-assign]
-        self._restore = lambda: setattr(httpx.Client, "send", original)
+        httpx.Client.send = timed_send  # type: ignore[method-assign,assignment]
+        self._original_send = original
 
     def uninstall(self) -> None:
-        self._restore()
+        httpx.Client.send = self._original_send  # type: ignore[method-assign]
 
 
 def warm(driver: Driver, scale: float) -> dict[str, Any]:
