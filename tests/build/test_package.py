@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from tools import bytecode_modules, package
-from tools.package import build_layer
+
+import build_layer
 
 
 @pytest.fixture(scope="session")
