@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.session
 from botocore.config import Config
 
+from teams_connect import aws
 from teams_connect.config import Settings
 from teams_connect.errors import ServerError, UpstreamUnavailable
 from teams_connect.observability import logger
@@ -47,7 +47,7 @@ def secrets_client() -> Any:
     if _client is None:
         with _client_lock:
             if _client is None:
-                _client = botocore.session.get_session().create_client("secretsmanager", config=BOTO_CONFIG)
+                _client = aws.session().create_client("secretsmanager", config=BOTO_CONFIG)
     return _client
 
 
