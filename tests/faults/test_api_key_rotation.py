@@ -107,9 +107,9 @@ def test_a_key_added_by_a_rotation_works_at_once(keys: Keys) -> None:
     assert keys.accepts(OLD)
     assert len(keys.reads) == 2  # both served from the refreshed cache
     FIGURES.scenario(
-        layer="aws",
+        layer="secretsmanager",
         flavour="any",
-        target="Secrets Manager GetSecretValue (API keys)",
+        target="GetSecretValue (API keys)",
         fault="key added by a rotation, old keys cached",
         outcome="one forced re-read on the mismatch; the new key is accepted at once",
     )
@@ -125,9 +125,9 @@ def test_a_revoked_key_stops_working_within_the_keys_max_age(keys: Keys) -> None
     assert keys.accepts(NEW)
     assert API_KEYS_MAX_AGE <= 60
     FIGURES.scenario(
-        layer="aws",
+        layer="secretsmanager",
         flavour="any",
-        target="Secrets Manager GetSecretValue (API keys)",
+        target="GetSecretValue (API keys)",
         fault="key revoked while cached",
         outcome=f"refused once the cached keys are {API_KEYS_MAX_AGE} s old",
     )
@@ -143,9 +143,9 @@ def test_a_flood_of_wrong_keys_rereads_at_most_once_per_interval(keys: Keys) -> 
     assert not keys.accepts(WRONG)
     assert len(keys.reads) == 3
     FIGURES.scenario(
-        layer="aws",
+        layer="secretsmanager",
         flavour="any",
-        target="Secrets Manager GetSecretValue (API keys)",
+        target="GetSecretValue (API keys)",
         fault="flood of wrong API keys",
         outcome=f"at most one re-read per {API_KEYS_REREAD_INTERVAL:.0f} s per container, all 401",
     )
