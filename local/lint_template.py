@@ -71,7 +71,9 @@ def run_cfn_lint(*paths: Path) -> tuple[int, str]:
     return completed.returncode, (completed.stdout + completed.stderr).strip()
 
 
-_INTEGRATION_FUNCTION = re.compile(r":function:\$\{AWS::StackName\}-([a-z0-9-]+)/invocations$")
+_INTEGRATION_FUNCTION = re.compile(
+    r":function:\$\{AWS::StackName\}-([a-z0-9-]+)(?::([A-Za-z0-9_-]+))?/invocations$"
+)
 
 
 def check_invariants(template: Template) -> list[str]:
@@ -81,12 +83,20 @@ def check_invariants(template: Template) -> list[str]:
 
     api = resources.get("HttpApi", {}).get("Properties", {})
     body_routes: dict[str, str] = {}
+    # With AutoPublishAlias, SAM grants API Gateway the invoke permission on the alias only: the
+    # integrations must name it (and SnapStart runs only behind a published version).
+    alias = ((template.get("Globals") or {}).get("Function") or {}).get("AutoPublishAlias")
     for path, methods in ((api.get("DefinitionBody") or {}).get("paths") or {}).items():
         for method, operation in methods.items():
             uri = (operation.get("x-amazon-apigateway-integration") or {}).get("uri", {})
             text = uri.get("Fn::Sub", "") if isinstance(uri, dict) else str(uri)
             match = _INTEGRATION_FUNCTION.search(text)
             body_routes[f"{method.upper()} {path}"] = match.group(1) if match else ""
+            if match and match.group(2) != alias:
+                problems.append(
+                    f"{method.upper()} {path}: the integration must invoke the alias {alias!r}, "
+                    f"not {match.group(2)!r}"
+                )
     if set(body_routes) != set(routes):
         problems.append(
             f"HttpApi DefinitionBody routes {sorted(body_routes)} != function events {sorted(routes)}"

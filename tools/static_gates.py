@@ -67,6 +67,11 @@ BANDIT_PATH_ALLOWANCES: list[tuple[str, str, str]] = [
     ("local/*", "B106", "local stack only (never deployed): fake credentials passed to local clients"),
     ("local/*", "B104", "local stack only: servers bind where the developer asks"),
     ("local/*", "B311", "local stack only: the emulator's non-security randomness"),
+    (
+        "tools/bytecode_modules.py",
+        "B105",
+        "build-time import trace: fake ARNs and credentials in a probe environment that calls nothing",
+    ),
 ]
 
 _NOSEC = re.compile(r"#\s*nosec\b(?P<rest>.*)$", re.IGNORECASE)
@@ -491,12 +496,18 @@ def policy_secrets(template: dict[str, Any]) -> list[str]:
 
 
 def _api_function_ids(template: dict[str, Any]) -> set[str]:
-    """The functions API Gateway invokes (their AWS::Lambda::Permission for apigateway.amazonaws.com)."""
+    """The functions API Gateway invokes (their AWS::Lambda::Permission for apigateway.amazonaws.com,
+    granted on the function or, with AutoPublishAlias, on its alias)."""
+    aliases = {
+        logical_id: _ref_names((alias.get("Properties") or {}).get("FunctionName"))
+        for logical_id, alias in _resources(template, "AWS::Lambda::Alias").items()
+    }
     ids: set[str] = set()
     for permission in _resources(template, "AWS::Lambda::Permission").values():
         props = permission.get("Properties") or {}
         if props.get("Principal") == "apigateway.amazonaws.com":
-            ids |= _ref_names(props.get("FunctionName"))
+            for name in _ref_names(props.get("FunctionName")):
+                ids |= aliases.get(name, {name})
     return ids
 
 

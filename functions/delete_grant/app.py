@@ -1,34 +1,18 @@
 """DELETE /v1/grants/{user_id}: revoke the grant at Nylas, then remove the record."""
 
-from typing import Any
-
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from teams_connect import web
+from teams_connect import apigw, web
 from teams_connect.config import get_settings
 from teams_connect.flow import build_flow
-from teams_connect.observability import logger, metrics, tracer
 from teams_connect.security import parse_query
 
 flow = build_flow(get_settings())
-app = APIGatewayHttpResolver()
-web.install_api_handlers(app)
 
 
-@app.delete("/v1/grants/<user_id>")
-def delete_grant(user_id: str) -> Response[str]:
-    flow.authenticate(app.current_event.headers.get("authorization"))
-    parse_query(app.current_event.raw_query_string)  # duplicated or malformed parameters → 400
-    flow.disconnect(web.path_param(user_id), deadline=web.deadline_from(app.lambda_context))
+@apigw.api_route("DELETE", "/v1/grants/{user_id}")
+def lambda_handler(request: apigw.Request) -> web.Response:
+    flow.authenticate(request.header("authorization"))
+    parse_query(request.raw_query)  # duplicated or malformed parameters → 400
+    flow.disconnect(
+        web.path_param(request.path_params["user_id"]), deadline=web.deadline_from(request.context)
+    )
     return web.no_content()
-
-
-@logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
-)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)

@@ -15,9 +15,13 @@ What it does, and why SAM's own Python builder is not used:
    ~30 MB of it; the project never ships boto3/botocore;
 3. prunes files no function loads (Powertools' Swagger UI assets, type stubs);
 4. copies the `teams_connect` package;
-5. compiles everything with `compileall --invalidation-mode checked-hash` by Python 3.12 (the runtime's
-   minor version): deployment zips carry 1980-01-01 timestamps, so timestamp-based `.pyc` never
-   validate in Lambda and every cold start would compile again (aws/aws-lambda-builders#924).
+5. compiles, with `compileall --invalidation-mode checked-hash` by Python 3.12 (the runtime's minor
+   version), exactly the modules the functions import: all of `teams_connect` and the dependency
+   modules listed in `bytecode_modules.txt` (what the handlers load at init and in their decorators,
+   in every configuration; `python -m tools.bytecode_modules --write` regenerates it, and a test fails
+   when it is stale). Deployment zips carry 1980-01-01 timestamps, so timestamp-based `.pyc` never
+   validate in Lambda and every cold start would compile again (aws/aws-lambda-builders#924); a module
+   that no handler imports gets no `.pyc` (half of the zipped layer is bytecode).
 
 Standard library only: it runs in SAM's scratch copy of this directory.
 """
@@ -36,6 +40,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "teams_connect"
+BYTECODE_MODULES = HERE / "bytecode_modules.txt"
 RUNTIME_PYTHON = (3, 12)
 ARM64 = "manylinux2014_aarch64"
 X86_64 = "manylinux2014_x86_64"
@@ -138,16 +143,42 @@ def install_dependencies(requirements: Path, platform: str, target: Path) -> lis
     return strip_runtime_provided(target)
 
 
-def compile_tree(tree: Path) -> None:
-    """checked-hash .pyc next to every .py (in __pycache__), by this Python 3.12."""
-    ok = compileall.compile_dir(
-        str(tree),
-        quiet=1,
-        workers=0,
-        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
-    )
+def compile_tree(tree: Path, modules: frozenset[str] | None = None) -> None:
+    """checked-hash .pyc (in __pycache__), by this Python 3.12, next to every .py of `tree`, or only
+    next to those of `PACKAGE` and of the dotted module names in `modules`."""
+    if modules is None:
+        ok = compileall.compile_dir(
+            str(tree),
+            quiet=1,
+            workers=0,
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        )
+    else:
+        ok = True
+        for source in sorted(tree.rglob("*.py")):
+            name = module_name(source.relative_to(tree))
+            if name.split(".")[0] == PACKAGE or name in modules:
+                ok &= bool(
+                    compileall.compile_file(
+                        str(source), quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
+                    )
+                )
     if not ok:
         raise SystemExit(f"compileall failed in {tree}")
+
+
+def module_name(relative: Path) -> str:
+    """`aws_lambda_powertools/logging/__init__.py` → `aws_lambda_powertools.logging`."""
+    parts = list(relative.with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def bytecode_modules(path: Path = BYTECODE_MODULES) -> frozenset[str]:
+    """The dependency modules to compile (one dotted name a line; `#` comments)."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return frozenset(line for line in lines if line)
 
 
 def build(artifacts_dir: Path, *, platform: str = ARM64, dependencies: Path | None = None) -> Path:
@@ -163,7 +194,7 @@ def build(artifacts_dir: Path, *, platform: str = ARM64, dependencies: Path | No
         shutil.copytree(dependencies, python, dirs_exist_ok=True)
         (python / ".complete").unlink(missing_ok=True)
     copy_tree(HERE / PACKAGE, python / PACKAGE)
-    compile_tree(python)
+    compile_tree(python, bytecode_modules())
     return artifacts_dir
 
 

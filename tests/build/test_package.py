@@ -7,7 +7,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tools import package
+from tools import bytecode_modules, package
+
+import build_layer
 
 
 @pytest.fixture(scope="session")
@@ -42,19 +44,39 @@ def test_functions_hold_only_their_own_files(built: Path) -> None:
         assert all(n in ("app.py", "requirements.txt") or n.startswith("__pycache__/app.") for n in names)
 
 
-def test_every_py_has_a_checked_hash_pyc(built: Path) -> None:
+def test_exactly_the_imported_modules_have_a_checked_hash_pyc(built: Path) -> None:
+    """All of teams_connect and the listed dependency modules: checked-hash .pyc; nothing else."""
+    listed = bytecode_modules.listed()
     with zipfile.ZipFile(built / "core-layer.zip") as archive:
         names = set(archive.namelist())
-        sources = [n for n in names if n.startswith("python/teams_connect/") and n.endswith(".py")]
-        assert sources
+        sources = [n for n in names if n.startswith("python/") and n.endswith(".py")]
         tag = importlib.util.MAGIC_NUMBER
+        compiled: set[str] = set()
         for source in sources:
+            module = build_layer.module_name(Path(source).relative_to("python"))
             folder, _, file = source.rpartition("/")
             pyc = f"{folder}/__pycache__/{file[:-3]}.cpython-312.pyc"
-            assert pyc in names, source
-            header = archive.read(pyc)[:16]
-            assert header[:4] == tag  # compiled by Python 3.12
-            assert int.from_bytes(header[4:8], "little") == 0b11  # hash-based, check_source
+            if module.split(".")[0] == "teams_connect" or module in listed:
+                assert pyc in names, source
+                header = archive.read(pyc)[:16]
+                assert header[:4] == tag  # compiled by Python 3.12
+                assert int.from_bytes(header[4:8], "little") == 0b11  # hash-based, check_source
+                compiled.add(module)
+            else:
+                assert pyc not in names, f"{module} ships bytecode but no function imports it"
+        assert {m for m in compiled if not m.startswith("teams_connect")} == listed  # every listed one ships
+        assert len([n for n in names if n.endswith(".pyc")]) == len(compiled)
+
+
+def test_the_bytecode_list_is_what_the_functions_import(built: Path) -> None:
+    # Stale list → a handler would compile a module at every cold start (or ship unused bytecode):
+    # `python -m tools.bytecode_modules --write` after `make build` regenerates it.
+    layer = built / "local" / "core-layer-x86_64" / "python"
+    assert bytecode_modules.traced_modules(layer) == bytecode_modules.listed()
+
+
+def test_the_layer_stays_under_3_mb_zipped(built: Path) -> None:
+    assert (built / "core-layer.zip").stat().st_size <= 3_000_000
 
 
 def test_zips_are_deterministic_with_1980_timestamps(built: Path) -> None:

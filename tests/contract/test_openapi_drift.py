@@ -64,7 +64,9 @@ _DECORATOR_METHODS = {"get", "post", "put", "delete", "patch", "head"}
 
 
 def resolver_routes(app_py: Path) -> set[str]:
-    """`@app.<method>("/path/<param>")` decorators of a handler module, as `METHOD /path/{param}`."""
+    """The routes a handler module registers, as `METHOD /path/{param}`: `@apigw.api_route("GET",
+    "/path/{param}")` / `@apigw.browser_route(...)` (the lean handlers), or a resolver's
+    `@app.<method>("/path/<param>")`."""
     tree = ast.parse(app_py.read_text(encoding="utf-8"))
     routes: set[str] = set()
     for node in ast.walk(tree):
@@ -72,6 +74,17 @@ def resolver_routes(app_py: Path) -> set[str]:
             continue
         for decorator in node.decorator_list:
             if (
+                isinstance(decorator, ast.Call)
+                and isinstance(decorator.func, ast.Attribute)
+                and isinstance(decorator.func.value, ast.Name)
+                and decorator.func.value.id == "apigw"
+                and decorator.func.attr in ("api_route", "browser_route")
+                and len(decorator.args) == 2
+                and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in decorator.args)
+            ):
+                method, path = (a.value for a in decorator.args)  # type: ignore[attr-defined]
+                routes.add(f"{str(method).upper()} {path}")
+            elif (
                 isinstance(decorator, ast.Call)
                 and isinstance(decorator.func, ast.Attribute)
                 and isinstance(decorator.func.value, ast.Name)

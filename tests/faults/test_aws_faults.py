@@ -18,13 +18,13 @@ from typing import Any
 
 import botocore.retries.standard
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from botocore.awsrequest import AWSResponse
 from local.stack import start_stack
 
+from teams_connect import secrets as tc_secrets
 from teams_connect import store
 from teams_connect.config import get_settings
-from teams_connect.secrets import secrets_provider
+from teams_connect.secrets import secrets_client
 from tests.support.flow_client import Browser
 from tests.support.stack_process import StackUrls
 
@@ -103,7 +103,7 @@ def _forget_container() -> None:
     """A new 'container': no cached settings, DynamoDB client or secrets."""
     get_settings.cache_clear()
     store.reset_client()
-    parameters.clear_caches()
+    tc_secrets.clear_caches()
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Local:
 
     def hook(self) -> None:
         """Attach the hook to the container's clients (re-created after a simulated cold start)."""
-        for client in (store.dynamodb_client(), secrets_provider().client):
+        for client in (store.dynamodb_client(), secrets_client()):
             client.meta.events.unregister("before-send", self.faults, unique_id="tc-faults")
             client.meta.events.register_first("before-send", self.faults, unique_id="tc-faults")
 

@@ -11,16 +11,16 @@ import boto3
 import httpx
 import pytest
 import respx
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from teams_connect import secrets as tc_secrets
 from teams_connect.config import Settings
 from teams_connect.errors import ConnectError
 from teams_connect.flow import build_flow
 from teams_connect.nylas.http import NylasHttp
 from teams_connect.nylas.port import CallbackInput, PendingFlow
 from teams_connect.nylas.v3 import V3Adapter
-from teams_connect.secrets import BOTO_CONFIG, SecretsProvider, secrets_provider
+from teams_connect.secrets import BOTO_CONFIG, SecretsProvider, secrets_client
 
 from .support import FIGURES
 
@@ -36,7 +36,7 @@ def rotation(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, str]]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        parameters.clear_caches()
+        tc_secrets.clear_caches()
         sm = boto3.client("secretsmanager", region_name="us-east-1")
         arn = sm.create_secret(
             Name=f"faults/nylas-{uuid.uuid4().hex}",
@@ -55,7 +55,7 @@ def rotation(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, str]]:
             }
         )
         yield settings, arn
-        parameters.clear_caches()
+        tc_secrets.clear_caches()
 
 
 def _rotate(arn: str, key: str) -> None:
@@ -79,7 +79,7 @@ def _secrets_for(calls: respx.Route) -> list[str]:
 
 def test_the_secrets_client_uses_standard_retries(rotation: tuple[Settings, str]) -> None:
     assert BOTO_CONFIG.retries == {"mode": "standard", "total_max_attempts": 3}
-    assert secrets_provider().client.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
+    assert secrets_client().meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
 
 
 def test_code_exchange_401_rereads_a_rotated_key_and_retries_once(rotation: tuple[Settings, str]) -> None:

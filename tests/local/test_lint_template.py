@@ -24,8 +24,18 @@ def test_invariants_catch_an_integration_calling_the_wrong_function() -> None:
     template = copy.deepcopy(load_template())
     paths = template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
     uri = paths["/v1/sessions"]["post"]["x-amazon-apigateway-integration"]["uri"]
-    uri["Fn::Sub"] = uri["Fn::Sub"].replace("-create-session/", "-get-grant/")
+    uri["Fn::Sub"] = uri["Fn::Sub"].replace("-create-session:", "-get-grant:")
     assert any("POST /v1/sessions" in p for p in check_invariants(template))
+
+
+def test_invariants_catch_an_integration_that_bypasses_the_alias() -> None:
+    # SAM grants API Gateway the invoke permission on the alias only (AutoPublishAlias), and
+    # SnapStart runs only behind a published version: an unqualified function ARN would be a 500.
+    template = copy.deepcopy(load_template())
+    paths = template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    uri = paths["/connect/callback"]["get"]["x-amazon-apigateway-integration"]["uri"]
+    uri["Fn::Sub"] = uri["Fn::Sub"].replace("-connect-callback:live/", "-connect-callback/")
+    assert any("GET /connect/callback" in p and "alias" in p for p in check_invariants(template))
 
 
 def test_invariants_catch_a_per_function_environment() -> None:

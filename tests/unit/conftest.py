@@ -31,9 +31,9 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from teams_connect import secrets as tc_secrets
 from teams_connect import store
 from teams_connect.config import Settings, get_settings
 from teams_connect.flow import ConnectFlow
@@ -135,7 +135,7 @@ def _moto() -> Iterator[tuple[str, str]]:
 @pytest.fixture
 def aws(_moto: tuple[str, str]) -> Iterator[Aws]:
     """Fresh, empty tables for every test; no cached secret, settings or client."""
-    parameters.clear_caches()
+    tc_secrets.clear_caches()
     store.reset_client()
     get_settings.cache_clear()
     client = boto3.client("dynamodb", region_name="us-east-1")
@@ -143,7 +143,7 @@ def aws(_moto: tuple[str, str]) -> Iterator[Aws]:
         client.delete_table(TableName=table)
     create_tables(client, SESSIONS, GRANTS)
     yield Aws(client, *_moto)
-    parameters.clear_caches()
+    tc_secrets.clear_caches()
     store.reset_client()
     get_settings.cache_clear()
 

@@ -32,24 +32,52 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 watched = {"httpx", "tenacity", "pybreaker", "aws_xray_sdk"}
 print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in watched)))
+print(json.dumps(sorted(sys.modules)))
 """
+HTTP_FUNCTIONS = ("create_session", "connect_start", "connect_callback", "get_grant", "delete_grant")
+# Never on an HTTP route's cold path: boto3 and s3transfer (botocore clients are enough), Powertools'
+# multi-route resolvers (every resolver of the package, for one route), Parameters (imports boto3),
+# and what only other features use (Idempotency, parser/pydantic, data classes, batch, validation).
+FORBIDDEN_PREFIXES = (
+    "boto3",
+    "s3transfer",
+    "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.utilities.parameters",
+    "aws_lambda_powertools.utilities.idempotency",
+    "aws_lambda_powertools.utilities.parser",
+    "aws_lambda_powertools.utilities.data_classes",
+    "aws_lambda_powertools.utilities.batch",
+    "aws_lambda_powertools.utilities.validation",
+    "pydantic",
+    "crhelper",
+)
 
 
-def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> set[str]:
+def modules_at_init(
+    function: str | Path, flavour: str, *, tracing: bool = False
+) -> tuple[set[str], set[str]]:
+    """(watched top-level packages, every module name) after importing the handler module
+    (`function`: a directory under functions/, or any directory holding an app.py)."""
+    folder = function if isinstance(function, Path) else ROOT / "functions" / function
     env = {**os.environ, **ENV, "NYLAS_API": flavour, "PYTHONPATH": str(ROOT / "layers" / "core")}
     env.pop("LAMBDA_TASK_ROOT", None)
     env["POWERTOOLS_TRACE_DISABLED"] = "false" if tracing else "true"
     if tracing:  # as in Lambda with `Tracing: Active`
-        env["LAMBDA_TASK_ROOT"] = str(ROOT / "functions" / function)
+        env["LAMBDA_TASK_ROOT"] = str(folder)
     out = subprocess.run(  # noqa: S603 - our own probe
-        [sys.executable, "-c", PROBE, str(ROOT / "functions" / function / "app.py")],
+        [sys.executable, "-c", PROBE, str(folder / "app.py")],
         env=env,
         capture_output=True,
         text=True,
         check=True,
-        cwd=ROOT / "functions" / function,
+        cwd=folder,
     )
-    return {name.split(".")[0] for name in json.loads(out.stdout.strip().splitlines()[-1])}
+    watched_line, all_line = out.stdout.strip().splitlines()[-2:]
+    return {name.split(".")[0] for name in json.loads(watched_line)}, set(json.loads(all_line))
+
+
+def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> set[str]:
+    return modules_at_init(function, flavour, tracing=tracing)[0]
 
 
 @pytest.mark.parametrize(
@@ -76,3 +104,32 @@ def test_a_handler_imports_only_what_it_uses(function: str, flavour: str, expect
 )
 def test_with_tracing_only_the_nylas_callers_load_httpx(function: str, expected: set[str]) -> None:
     assert imported_at_init(function, "v3", tracing=True) == expected
+
+
+@pytest.mark.parametrize("function", HTTP_FUNCTIONS)
+@pytest.mark.parametrize("tracing", [False, True])
+def test_no_boto3_no_resolver_no_unused_powertools_on_http_routes(function: str, tracing: bool) -> None:
+    _, modules = modules_at_init(function, "v3", tracing=tracing)
+    loaded = sorted(m for m in modules if m.startswith(FORBIDDEN_PREFIXES))
+    assert loaded == [], f"{function} imports {loaded[:8]} at init"
+    assert "botocore.client" in modules  # the clients are created at init (no network: see below)
+
+
+@pytest.mark.parametrize("function", ["connect_start", "connect_callback"])
+def test_beta_browser_routes_are_lean_too(function: str) -> None:
+    _, modules = modules_at_init(function, "beta")
+    assert sorted(m for m in modules if m.startswith(FORBIDDEN_PREFIXES)) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n",  # yesterday's handlers
+        "from aws_lambda_powertools.utilities import parameters\n",
+        "import boto3\n",
+    ],
+)
+def test_the_forbidden_list_bites(source: str, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(source, encoding="utf-8")
+    _, modules = modules_at_init(tmp_path, "v3")
+    assert any(m.startswith(FORBIDDEN_PREFIXES) for m in modules)

@@ -34,6 +34,7 @@ from teams_connect.errors import (
     ServerError,
     SessionInvalid,
     SessionUsed,
+    Unauthorized,
     UpstreamUnavailable,
 )
 from teams_connect.nylas.port import (
@@ -46,7 +47,7 @@ from teams_connect.nylas.port import (
 )
 from teams_connect.observability import logger
 from teams_connect.revocations import ABANDONED_GRACE_SECONDS, Revoker
-from teams_connect.secrets import SecretsProvider, secrets_provider
+from teams_connect.secrets import SecretsProvider, secrets_client
 
 if TYPE_CHECKING:
     from teams_connect.nylas.http import NylasHttp
@@ -157,8 +158,19 @@ class ConnectFlow:
 
     # --- backend API ------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> None:
-        """Constant-time check of `Authorization: Bearer <key>` against every configured key."""
-        security.authenticate_bearer(authorization, self.secrets.api_keys())
+        """Constant-time check of `Authorization: Bearer <key>` against every configured key. A
+        presented key that matches none forces one re-read of the keys (rate-limited per container,
+        `secrets.api_keys_after_mismatch`), so a key added by a rotation works at once."""
+        keys = self.secrets.api_keys()
+        try:
+            security.authenticate_bearer(authorization, keys)
+        except Unauthorized:
+            if not security.bearer_token(authorization):
+                raise
+            fresh = self.secrets.api_keys_after_mismatch()
+            if fresh is None or fresh == keys:
+                raise
+            security.authenticate_bearer(authorization, fresh)
 
     def create_session(self, body: object) -> CreatedSession:
         if not isinstance(body, dict):
@@ -454,7 +466,7 @@ def build_flow(
     HTTP stack (httpx, retries, breaker) when the function calls Nylas. `lazy_nylas_http` defers it to
     the first call for a function that may make none (v3 `connect_start` builds the URL locally)."""
     client = dynamodb_client()
-    secrets_provider()  # the Secrets Manager client, created now rather than in the first request
+    secrets_client()  # the Secrets Manager client, created now rather than in the first request
     secrets = SecretsProvider(settings)
     port: NylasPort | None = None
     if with_nylas:

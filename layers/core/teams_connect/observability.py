@@ -4,8 +4,10 @@ Never enable `log_event`: the raw event holds `code`, `state`, cookies and API k
 
 Tracing and cold start: Powertools' `Tracer()` imports the X-Ray SDK (aws_xray_sdk, wrapt) and patches
 botocore and httpx, which costs a few hundred milliseconds of init even when tracing is disabled.
-So the real Tracer is created only when Powertools would trace: in Lambda (template.yaml
-`Tracing: Active`) unless `POWERTOOLS_TRACE_DISABLED` is true. Otherwise (the local stack, the tests,
+So the real Tracer is created only when Powertools would trace: in Lambda unless
+`POWERTOOLS_TRACE_DISABLED` is true, which template.yaml sets unless its `Tracing` parameter is
+`Active` (the default, PassThrough, loads no X-Ray SDK: README "Performance").
+Otherwise (the local stack, the tests,
 `sam local`, or a deployment that sets POWERTOOLS_TRACE_DISABLED to skip the SDK) Powertools would
 create a disabled Tracer anyway; `tracer` is then a no-op stand-in with the same decorators, and the
 X-Ray SDK is never imported. Tracing in Lambda is unchanged: same Tracer, same patches, created

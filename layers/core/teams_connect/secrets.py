@@ -1,41 +1,94 @@
-"""Secrets Manager through Powertools Parameters: cached for `SECRETS_MAX_AGE`, re-read on demand.
+"""Secrets Manager through one botocore client: JSON secrets cached for a max age, re-read on demand.
 
-The provider's boto3 client uses the standard retry mode (3 attempts, capped backoff, retry quota)
-and explicit timeouts, like the DynamoDB client. It is registered among Powertools' default providers,
-so `parameters.clear_caches()` forgets it (and its cache) too.
+The same rules as Powertools Parameters (which this replaces: it imports boto3 and s3transfer, about
+150 ms of every cold start): a value is served from the container's cache until it is `max_age`
+seconds old; `force_fetch=True` reads it again (a Nylas 401 does, see `nylas.http`). The client uses
+the standard retry mode (3 attempts, capped backoff, retry quota) and explicit timeouts, like the
+DynamoDB client, and is created at init without any network call.
+
+Backend API keys (security review F7): the keys secret has a shorter max age
+(`API_KEYS_MAX_AGE`, 60 s) so that a revoked key stops working within a minute in every warm
+container, and a key that matches nothing forces one re-read, so that a newly added key works at
+once. That re-read happens at most once per `API_KEYS_REREAD_INTERVAL` (30 s) per container: a flood
+of wrong keys costs at most one Secrets Manager call per container per 30 s.
+
 Secret values never appear in logs, reprs or exceptions.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from botocore.config import Config
 
+from teams_connect import aws
 from teams_connect.config import Settings
 from teams_connect.errors import ServerError, UpstreamUnavailable
 from teams_connect.observability import logger
 
 BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
-_PROVIDER_KEY = "teams_connect.secrets"
-_provider_lock = threading.Lock()
+API_KEYS_MAX_AGE = 60
+API_KEYS_REREAD_INTERVAL = 30.0
+
+_client: Any = None
+_client_lock = threading.Lock()
+_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # arn -> (read at, monotonic; value)
+_cache_lock = threading.Lock()
 
 
-def secrets_provider() -> parameters.SecretsProvider:
-    """The container's Powertools SecretsProvider (created lazily, once per cache generation)."""
-    provider = DEFAULT_PROVIDERS.get(_PROVIDER_KEY)
-    if provider is None:
-        with _provider_lock:
-            provider = DEFAULT_PROVIDERS.get(_PROVIDER_KEY)
-            if provider is None:
-                provider = parameters.SecretsProvider(boto_config=BOTO_CONFIG)
-                DEFAULT_PROVIDERS[_PROVIDER_KEY] = provider
-    assert isinstance(provider, parameters.SecretsProvider)
-    return provider
+def secrets_client() -> Any:
+    """The container's one Secrets Manager client (botocore; created once, no network call)."""
+    global _client
+    if _client is None:
+        with _client_lock:
+            if _client is None:
+                _client = aws.session().create_client("secretsmanager", config=BOTO_CONFIG)
+    return _client
+
+
+def clear_caches() -> None:
+    """Forget the cached values and the client (tests; a new container)."""
+    global _client
+    with _cache_lock:
+        _cache.clear()
+    _client = None
+
+
+def _fetch(arn: str) -> dict[str, Any]:
+    try:
+        raw = secrets_client().get_secret_value(SecretId=arn).get("SecretString")
+    except Exception as exc:  # botocore ClientError / BotoCoreError: never log the value
+        logger.error("secret could not be read", extra={"secret_arn": arn, "error_type": type(exc).__name__})
+        raise UpstreamUnavailable() from None
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        logger.error("secret is not a JSON object", extra={"secret_arn": arn})
+        raise ServerError()
+    return value
+
+
+def get_json_secret(
+    arn: str, *, max_age: float, force_fetch: bool = False, clock: Callable[[], float] = time.monotonic
+) -> dict[str, Any]:
+    """The JSON object stored in the secret `arn`: cached for `max_age` seconds. Fails closed (no
+    value → an error); a failed read keeps the cached value for the next call."""
+    if not force_fetch:
+        with _cache_lock:
+            cached = _cache.get(arn)
+        if cached is not None and clock() - cached[0] < max_age:
+            return cached[1]
+    value = _fetch(arn)
+    with _cache_lock:
+        _cache[arn] = (clock(), value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +98,21 @@ class NylasCredentials:
     client_secret: str = field(default="", repr=False)  # beta
 
 
-def get_json_secret(arn: str, *, max_age: int, force_fetch: bool = False) -> dict[str, Any]:
-    """The JSON object stored in the secret `arn`. Fails closed (no value → an error page)."""
-    try:
-        value = secrets_provider().get(arn, transform="json", max_age=max_age, force_fetch=force_fetch)
-    except parameters.exceptions.TransformParameterError:
-        logger.error("secret is not a JSON object", extra={"secret_arn": arn})
-        raise ServerError() from None
-    except Exception as exc:  # GetParameterError and botocore errors: never log the value
-        logger.error("secret could not be read", extra={"secret_arn": arn, "error_type": type(exc).__name__})
-        raise UpstreamUnavailable() from None
-    if not isinstance(value, dict):
-        logger.error("secret is not a JSON object", extra={"secret_arn": arn})
-        raise ServerError()
-    return value
-
-
 class SecretsProvider:
-    """Typed access to the three secrets of the settings."""
+    """Typed access to the secrets of the settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._clock = clock
+        self._last_forced_keys_read = float("-inf")
+        self._keys_lock = threading.Lock()
 
     def nylas(self, *, force_fetch: bool = False) -> NylasCredentials:
         data = get_json_secret(
-            self._settings.nylas_secret_arn, max_age=self._settings.secrets_max_age, force_fetch=force_fetch
+            self._settings.nylas_secret_arn,
+            max_age=self._settings.secrets_max_age,
+            force_fetch=force_fetch,
+            clock=self._clock,
         )
         client_id = data.get("client_id")
         field_name = "api_key" if self._settings.nylas_api == "v3" else "client_secret"
@@ -84,8 +127,9 @@ class SecretsProvider:
     def api_keys(self, *, force_fetch: bool = False) -> tuple[str, ...]:
         data = get_json_secret(
             self._settings.api_keys_secret_arn,
-            max_age=self._settings.secrets_max_age,
+            max_age=min(self._settings.secrets_max_age, API_KEYS_MAX_AGE),
             force_fetch=force_fetch,
+            clock=self._clock,
         )
         keys = data.get("api_keys")
         if (
@@ -96,3 +140,17 @@ class SecretsProvider:
             logger.error("API keys secret must be {'api_keys': [<string of >= 16 chars>, ...]}")
             raise ServerError()
         return tuple(keys)
+
+    def api_keys_after_mismatch(self) -> tuple[str, ...] | None:
+        """The keys read again after a presented key matched none of the cached ones, or None when
+        this container already re-read them less than `API_KEYS_REREAD_INTERVAL` ago or the read
+        failed (the caller then answers 401: the key matches nothing known)."""
+        with self._keys_lock:
+            now = self._clock()
+            if now - self._last_forced_keys_read < API_KEYS_REREAD_INTERVAL:
+                return None
+            self._last_forced_keys_read = now
+        try:
+            return self.api_keys(force_fetch=True)
+        except (UpstreamUnavailable, ServerError):
+            return None

@@ -198,14 +198,21 @@ def parse_query(raw: str | None, error: type[Exception] = InvalidRequest) -> dic
 
 
 # --- backend API authentication ---------------------------------------------------------------------
-def authenticate_bearer(authorization: str | None, keys: Sequence[str]) -> None:
-    """`Authorization: Bearer <key>` compared in constant time against every configured key."""
-    if not authorization or not keys:
-        raise Unauthorized()
+def bearer_token(authorization: str | None) -> bytes | None:
+    """The key of `Authorization: Bearer <key>`, or None when no such key is presented."""
+    if not authorization:
+        return None
     scheme, _, presented = authorization.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    return presented.strip().encode("utf-8")
+
+
+def authenticate_bearer(authorization: str | None, keys: Sequence[str]) -> None:
+    """`Authorization: Bearer <key>` compared in constant time against every configured key."""
+    token = bearer_token(authorization)
+    if token is None or not keys:
         raise Unauthorized()
-    token = presented.strip().encode("utf-8")
     ok = False
     for key in keys:
         ok |= hmac.compare_digest(token, key.encode("utf-8"))

@@ -12,10 +12,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from teams_connect import aws
 from teams_connect.errors import (
     AccountAlreadyLinked,
     BrowserMismatch,
@@ -56,7 +56,7 @@ def dynamodb_client() -> Any:
     if _client is None:
         with _client_lock:
             if _client is None:
-                _client = boto3.client(
+                _client = aws.session().create_client(  # botocore, not boto3 (teams_connect.aws)
                     "dynamodb",
                     config=Config(retries={"mode": "standard"}, connect_timeout=2, read_timeout=5),
                 )

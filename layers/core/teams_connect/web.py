@@ -10,10 +10,10 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from teams_connect.errors import ConnectError, InvalidRequest, NotFound, PayloadTooLarge, ServerError, to_http
@@ -55,8 +55,32 @@ def _transport_headers() -> dict[str, str]:
     return {}
 
 
+@dataclass(slots=True)
+class Response:
+    """One HTTP answer, as a Lambda result for the HTTP API (payload 2.0): `to_result()`.
+    (The field names are Powertools' `event_handler.Response`, whose import cost the handlers avoid.)"""
+
+    status_code: int
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[Cookie] = field(default_factory=list)
+    content_type: str | None = None
+
+    def to_result(self) -> dict[str, Any]:
+        headers = dict(self.headers)
+        if self.content_type:
+            headers["Content-Type"] = self.content_type
+        return {
+            "statusCode": self.status_code,
+            "body": self.body,
+            "isBase64Encoded": False,
+            "headers": headers,
+            "cookies": [str(cookie) for cookie in self.cookies],
+        }
+
+
 # --- backend API ---------------------------------------------------------------------------------
-def json_response(status: int, body: Any) -> Response[str]:
+def json_response(status: int, body: Any) -> Response:
     return Response(
         status_code=status,
         content_type="application/json",
@@ -65,11 +89,11 @@ def json_response(status: int, body: Any) -> Response[str]:
     )
 
 
-def no_content() -> Response[str]:
+def no_content() -> Response:
     return Response(status_code=204, body="", headers=dict(API_HEADERS))
 
 
-def api_error(error: BaseException) -> Response[str]:
+def api_error(error: BaseException) -> Response:
     if not isinstance(error, ConnectError):
         logger.exception("unhandled error")
     status, body = to_http(error)
@@ -89,14 +113,15 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def parse_json_body(event: Any) -> Any:
-    """Strict JSON: `Content-Type: application/json`, ≤ 16 KiB, UTF-8, no duplicate keys, no NaN."""
-    content_type = (event.headers or {}).get("content-type", "")
+def parse_json_body(request: Any) -> Any:
+    """Strict JSON: `Content-Type: application/json`, ≤ 16 KiB, UTF-8, no duplicate keys, no NaN.
+    `request`: an `apigw.Request` (lower-cased `headers`, `body`, `is_base64_encoded`)."""
+    content_type = (request.headers or {}).get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json":
         raise InvalidRequest("Content-Type must be application/json.")
-    raw = event.get("body") or ""
-    if event.get("isBase64Encoded"):
+    raw = request.body or ""
+    if request.is_base64_encoded:
         if len(raw) > MAX_BODY_BYTES * 4 // 3 + 4:
             raise PayloadTooLarge()
         try:
@@ -116,10 +141,9 @@ def parse_json_body(event: Any) -> Any:
         raise InvalidRequest("The body is not valid JSON.") from None
 
 
-def install_api_handlers(app: APIGatewayHttpResolver) -> None:
-    """Every backend-API failure becomes the contract's JSON error."""
-    app.exception_handler(Exception)(api_error)
-    app.not_found(lambda _exc: json_response(*to_http(NotFound("No such route."))))
+def api_not_found() -> Response:
+    """Any other method or path sent to a backend-API function."""
+    return json_response(*to_http(NotFound("No such route.")))
 
 
 # --- browser ----------------------------------------------------------------------------------------
@@ -136,7 +160,7 @@ def binding_cookie(name: str, value: str, *, max_age: int, secure: bool) -> Cook
     )
 
 
-def redirect(location: str, cookies: Sequence[Cookie] = ()) -> Response[str]:
+def redirect(location: str, cookies: Sequence[Cookie] = ()) -> Response:
     return Response(
         status_code=302,
         body="",
@@ -145,7 +169,7 @@ def redirect(location: str, cookies: Sequence[Cookie] = ()) -> Response[str]:
     )
 
 
-def html_page(status: int, code: str, message: str, cookies: Sequence[Cookie] = ()) -> Response[str]:
+def html_page(status: int, code: str, message: str, cookies: Sequence[Cookie] = ()) -> Response:
     title = html.escape(_TITLES.get(code, "Something went wrong"))
     text = html.escape(message)
     body = (
@@ -163,7 +187,7 @@ def html_page(status: int, code: str, message: str, cookies: Sequence[Cookie] = 
     )
 
 
-def browser_error(error: BaseException, cookies: Sequence[Cookie] = ()) -> Response[str]:
+def browser_error(error: BaseException, cookies: Sequence[Cookie] = ()) -> Response:
     """To the stored return_to with `status=error&error=<code>`, else a small HTML page."""
     if not isinstance(error, ConnectError):
         logger.exception("unhandled error")
@@ -173,7 +197,7 @@ def browser_error(error: BaseException, cookies: Sequence[Cookie] = ()) -> Respo
     return html_page(error.status, error.code, error.message, cookies)
 
 
-def connected(return_to: str | None, cookies: Sequence[Cookie] = ()) -> Response[str]:
+def connected(return_to: str | None, cookies: Sequence[Cookie] = ()) -> Response:
     if return_to:
         return redirect(with_status(return_to, {"status": "connected"}), cookies)
     return html_page(
@@ -181,9 +205,9 @@ def connected(return_to: str | None, cookies: Sequence[Cookie] = ()) -> Response
     )
 
 
-def install_browser_handlers(app: APIGatewayHttpResolver) -> None:
-    app.exception_handler(Exception)(browser_error)
-    app.not_found(lambda _exc: html_page(404, "not_found", "This page does not exist."))
+def browser_not_found() -> Response:
+    """Any other method or path sent to a browser function."""
+    return html_page(404, "not_found", "This page does not exist.")
 
 
 # --- misc ----------------------------------------------------------------------------------------------
