@@ -21,6 +21,7 @@ from teams_connect.config import Settings
 from teams_connect.errors import (
     AccessDenied,
     AccountAlreadyLinked,
+    AccountNotSupported,
     ConnectError,
     GrantInvalid,
     InvalidRequest,
@@ -50,6 +51,7 @@ from teams_connect.store import (
 _SESSION_FIELDS = frozenset({"user_id", "return_to", "login_hint", "account_id"})
 _CALLBACK_ERRORS: dict[str, type[ConnectError]] = {
     AccessDenied.code: AccessDenied,
+    AccountNotSupported.code: AccountNotSupported,
     GrantInvalid.code: GrantInvalid,
     UpstreamUnavailable.code: UpstreamUnavailable,
 }
@@ -108,6 +110,7 @@ def grant_json(record: GrantRecord) -> dict[str, Any]:
         "provider": record.provider,
         "status": record.status,
         "scopes": list(record.scopes),
+        "teams": record.teams,
         "connected_at": iso_utc(record.connected_at),
         "updated_at": iso_utc(record.updated_at),
     }

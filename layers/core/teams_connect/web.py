@@ -38,6 +38,7 @@ _TITLES = {
     "browser_mismatch": "Different browser",
     "grant_invalid": "Connection not confirmed",
     "account_already_linked": "Account already connected",
+    "account_not_supported": "Work or school account needed",
     "upstream_unavailable": "Temporarily unavailable",
     "server_error": "Something went wrong",
 }
