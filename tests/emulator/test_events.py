@@ -50,12 +50,17 @@ def test_create_answers_every_always_returned_field(emu: Emu) -> None:
     assert event.grant_id == grant_id
     assert event.participants == []
     assert event.title == "Interview"
-    assert event.organizer is not None and event.organizer["email"] == "max@contoso.com"
+    assert event.organizer is not None
+    assert event.organizer["email"] == "max@contoso.com"
     assert event.conferencing is not None
     url = event.conferencing.details["url"]  # type: ignore[union-attr]
     assert url.startswith("https://teams.microsoft.com/l/meetup-join/")
-    assert event.status == "confirmed" and event.visibility == "default"
-    assert event.created_at and event.updated_at and event.ical_uid and event.html_link
+    assert event.status == "confirmed"
+    assert event.visibility == "default"
+    assert event.created_at
+    assert event.updated_at
+    assert event.ical_uid
+    assert event.html_link
     assert event.metadata == {}
 
 
@@ -66,7 +71,8 @@ def test_get_put_delete_one_event(emu: Emu) -> None:
     )
     path = f"/v3/grants/{grant_id}/events/{created.id}"
     got = _sdk_event(emu.api.get(path, params=PRIMARY))
-    assert got.id == created.id and got.conferencing == created.conferencing
+    assert got.id == created.id
+    assert got.conferencing == created.conferencing
 
     later = {"start_time": WHEN["start_time"] + HOUR, "end_time": WHEN["end_time"] + 2 * HOUR}
     put = emu.api.put(
