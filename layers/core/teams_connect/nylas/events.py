@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from teams_connect.errors import (
@@ -29,9 +29,11 @@ from teams_connect.errors import (
     TeamsUnavailable,
     UpstreamUnavailable,
 )
-from teams_connect.nylas.http import NylasError, NylasHttp
 from teams_connect.observability import logger
 from teams_connect.secrets import SecretsProvider
+
+if TYPE_CHECKING:  # httpx and the retry stack load with the client, not with these error types
+    from teams_connect.nylas.http import NylasError, NylasHttp
 
 CALENDAR = "primary"
 API_KEY_ERROR_TYPES = frozenset(
@@ -133,6 +135,8 @@ class EventsApi:
         *,
         creating: bool = False,
     ) -> Any:
+        from teams_connect.nylas.http import NylasError
+
         def send(force: bool) -> Any:
             key = self._secrets.nylas(force_fetch=force).api_key
             return self._http.request(
