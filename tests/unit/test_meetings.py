@@ -243,18 +243,35 @@ def test_a_timed_out_create_is_found_by_its_tag_not_made_twice(meetings_env: Aws
         post = router.post(EVENTS).mock(side_effect=httpx.ReadTimeout("slow"))
         listed: dict[str, Any] = {"request_id": "r", "data": [], "next_cursor": None}
         lookup = router.get(EVENTS).mock(side_effect=lambda request: httpx.Response(200, json=listed))
-        # 1st attempt: Nylas never answered and the event is not (yet) there → 503, nothing stored.
+        # 1st attempt: Nylas never answered and the event is not (yet) listed → 503.
         lost = create(handler, BODY, key="k-timeout")
         assert (lost["statusCode"], error_code(lost)) == (503, "upstream_unavailable")
         tag = sent_json(post)["metadata"]["key1"]
         assert parse_qs(urlsplit(str(lookup.calls[0].request.url)).query)["metadata_pair"] == [f"key1:{tag}"]
-        # 2nd attempt: the POST times out again, but the first one had in fact been created.
+        assert grant_item(meetings_env)["ambiguous_tags"] == {"SS": [tag]}
+        # Meanwhile Nylas finished creating it. The retry looks before creating again.
         listed["data"] = [nylas_event("ev-late", tag=tag)]
         found = create(handler, BODY, key="k-timeout")
     assert found["statusCode"] == 201, found["body"]
     assert json.loads(found["body"])["meeting_id"] == "ev-late"
-    assert sent_json(post, 1)["metadata"]["key1"] == tag  # same tag on the retry
-    assert post.call_count == 2  # never retried blindly within one invocation
+    assert post.call_count == 1  # one meeting, never a second POST
+    assert lookup.call_count == 2
+    assert "ambiguous_tags" not in grant_item(meetings_env)
+
+
+def test_a_retry_that_finds_nothing_creates_with_the_same_tag(meetings_env: Aws) -> None:
+    put_grant(meetings_env)
+    handler = load_handler("create_meeting")
+    with respx.mock() as router:
+        post = router.post(EVENTS).mock(side_effect=[httpx.ReadTimeout("slow"), ok(nylas_event("ev2"))])
+        empty = {"request_id": "r", "data": [], "next_cursor": None}
+        router.get(EVENTS).mock(side_effect=lambda request: httpx.Response(200, json=empty))
+        assert create(handler, BODY, key="k2")["statusCode"] == 503
+        retried = create(handler, BODY, key="k2")
+    assert retried["statusCode"] == 201
+    assert post.call_count == 2
+    assert sent_json(post, 1)["metadata"]["key1"] == sent_json(post, 0)["metadata"]["key1"]
+    assert "ambiguous_tags" not in grant_item(meetings_env)
 
 
 def test_a_create_answered_503_looks_for_its_tag(meetings_env: Aws) -> None:

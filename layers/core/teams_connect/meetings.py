@@ -177,8 +177,19 @@ class Meetings:
         if record.teams == "unavailable":
             raise TeamsUnavailable()
         tag = create_tag(user_id, idempotency_key)
+        keyed = idempotency_key is not None
         with self._watch_grant(record):
-            event = self._post_or_find(record, nylas_event_body(request, tag), tag, deadline)
+            found = None
+            if keyed and tag in record.ambiguous_tags:
+                # An earlier attempt with this key may have created the event: look before creating.
+                found = self.events.find_tagged(record.grant_id, TAG_KEY, tag, deadline=deadline)
+                logger.info("retry of an unanswered create", extra={"found": found is not None})
+            if found is not None:
+                event = found
+            else:
+                event = self._post_or_find(record, nylas_event_body(request, tag), tag, keyed, deadline)
+            if tag in record.ambiguous_tags:
+                self.grants.forget_ambiguous_create(record.user_id, record.grant_id, tag)
             url = teams_url(event)
             if url is None:
                 # The link may come a little later ("once the meeting exists"): one more read.
@@ -255,22 +266,26 @@ class Meetings:
         return event
 
     def _post_or_find(
-        self, record: GrantRecord, body: dict[str, Any], tag: str, deadline: float | None
+        self, record: GrantRecord, body: dict[str, Any], tag: str, keyed: bool, deadline: float | None
     ) -> dict[str, Any]:
         try:
             return self.events.create(record.grant_id, body, deadline=deadline)
         except AmbiguousCreate:
             logger.warning("the create may have reached Nylas: looking for its tag")
+        found = None
         try:
             found = self.events.find_tagged(record.grant_id, TAG_KEY, tag, deadline=deadline)
-        except (GrantExpired, ReauthRequired):
+        except ReauthRequired:
             raise
         except ConnectError:
-            raise UpstreamUnavailable() from None
-        if found is None:
-            raise UpstreamUnavailable()  # it was not created: a retry may create it
-        logger.info("the timed-out create had succeeded: using that event")
-        return found
+            pass
+        if found is not None:
+            logger.info("the unanswered create had succeeded: using that event")
+            return found
+        # Not seen (yet): Nylas may still be creating it. A retry with the same key looks first.
+        if keyed:
+            self.grants.note_ambiguous_create(record.user_id, record.grant_id, tag)
+        raise UpstreamUnavailable()
 
     def _discard(self, record: GrantRecord, event_id: str, deadline: float | None) -> NoReturn:
         """No Teams link: delete the event again, remember the account cannot host Teams, 422."""

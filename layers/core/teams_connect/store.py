@@ -147,6 +147,9 @@ class GrantRecord:
     updated_at: int
     flow_started_at: int
     teams: str = "unknown"  # available | unavailable | unknown (learnt by the meetings API)
+    # Tags of meeting creates that may have reached Nylas without an answer (meetings.py): a retry
+    # with the same Idempotency-Key looks for its tag before creating again.
+    ambiguous_tags: frozenset[str] = frozenset()
 
     def to_item(self) -> dict[str, Any]:
         return {
@@ -176,6 +179,7 @@ class GrantRecord:
             updated_at=int(item.get("updated_at", {}).get("N", "0")),
             flow_started_at=int(item.get("flow_started_at", {}).get("N", "0")),
             teams=item.get("teams", {}).get("S", "unknown"),
+            ambiguous_tags=frozenset(item.get("ambiguous_tags", {}).get("SS", [])),
         )
 
 
@@ -464,6 +468,27 @@ class GrantStore:
             "SET teams = :teams, updated_at = :now",
             {":teams": {"S": teams}, ":now": {"N": str(now)}},
             "(attribute_not_exists(teams) OR teams <> :teams)",
+            {},
+        )
+
+    def note_ambiguous_create(self, user_id: str, grant_id: str, tag: str) -> bool:
+        """Remember a create that may exist at Nylas although no answer said so (one UpdateItem)."""
+        return self._update_if_holds(
+            user_id,
+            grant_id,
+            "ADD ambiguous_tags :tags",
+            {":tags": {"SS": [tag]}},
+            "attribute_exists(pk)",
+            {},
+        )
+
+    def forget_ambiguous_create(self, user_id: str, grant_id: str, tag: str) -> bool:
+        return self._update_if_holds(
+            user_id,
+            grant_id,
+            "DELETE ambiguous_tags :tags",
+            {":tags": {"SS": [tag]}},
+            "attribute_exists(ambiguous_tags)",
             {},
         )
 
