@@ -264,7 +264,7 @@ def test_a_retry_that_finds_nothing_creates_with_the_same_tag(meetings_env: Aws)
     handler = load_handler("create_meeting")
     with respx.mock() as router:
         post = router.post(EVENTS).mock(side_effect=[httpx.ReadTimeout("slow"), ok(nylas_event("ev2"))])
-        empty = {"request_id": "r", "data": [], "next_cursor": None}
+        empty: dict[str, Any] = {"request_id": "r", "data": [], "next_cursor": None}
         router.get(EVENTS).mock(side_effect=lambda request: httpx.Response(200, json=empty))
         assert create(handler, BODY, key="k2")["statusCode"] == 503
         retried = create(handler, BODY, key="k2")
