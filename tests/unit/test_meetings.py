@@ -440,7 +440,9 @@ def test_events_teams_connect_did_not_create_are_not_found(meetings_env: Aws) ->
     assert not removed.called
 
 
-@pytest.mark.parametrize("meeting_id", ["a%2Fb", "a b", "%00", "x" * 1025, "a%3Fcalendar_id%3Dother"])
+@pytest.mark.parametrize(
+    "meeting_id", ["a%2Fb", "a b", "%00", "x" * 1025, "a%3Fcalendar_id%3Dother", "..", "%2E%2E", ".", "-._"]
+)
 def test_hostile_meeting_ids_are_400(meetings_env: Aws, meeting_id: str) -> None:
     put_grant(meetings_env)
     get = load_handler("get_meeting")

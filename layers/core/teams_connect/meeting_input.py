@@ -31,7 +31,9 @@ _RFC3339 = re.compile(
 )
 _TIMEZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2}\Z", re.ASCII)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}\Z", re.ASCII)
-MEETING_ID_RE = re.compile(r"^[A-Za-z0-9_=+.-]{1,1024}\Z", re.ASCII)
+# Microsoft event ids are base64-like; at least one letter or digit, so never `.` or `..` (which an
+# HTTP client would resolve as a path segment into another Nylas endpoint).
+MEETING_ID_RE = re.compile(r"^(?=[^A-Za-z0-9]*[A-Za-z0-9])[A-Za-z0-9_=+.-]{1,1024}\Z", re.ASCII)
 
 
 def _bad_char(value: str, *, allow_newlines: bool) -> bool:
