@@ -17,7 +17,9 @@ from teams_connect.observability import logger, metrics, tracer
 from teams_connect.security import parse_query
 from teams_connect.store import dynamodb_client
 
-ROUTE = "/v1/users/{user_id}/meetings"
+# This function's one route (tests/contract checks it against template.yaml and the OpenAPI document).
+ROUTE_KEY = "POST /v1/users/{user_id}/meetings"
+ROUTE = ROUTE_KEY.split(" ", 1)[1]
 meetings = build_meetings(get_settings())
 creator = MeetingsCreate(meetings, os.environ.get("IDEMPOTENCY_TABLE", ""), dynamodb_client())
 

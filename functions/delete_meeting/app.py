@@ -13,7 +13,9 @@ from teams_connect.meetings import build_meetings
 from teams_connect.observability import logger, metrics, tracer
 from teams_connect.security import parse_query
 
-ROUTE = "/v1/users/{user_id}/meetings/{meeting_id}"
+# This function's one route (tests/contract checks it against template.yaml and the OpenAPI document).
+ROUTE_KEY = "DELETE /v1/users/{user_id}/meetings/{meeting_id}"
+ROUTE = ROUTE_KEY.split(" ", 1)[1]
 meetings = build_meetings(get_settings())
 
 
