@@ -4,6 +4,7 @@ respx for Nylas (exact control of timeouts, error types, missing Teams links).""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -489,3 +490,31 @@ def test_beta_flavour_answers_unsupported_flavour(
     assert (resp["statusCode"], error_code(resp)) == (400, "unsupported_flavour")
     assert unauth["statusCode"] == 401
     assert not any_call.called
+
+
+def test_the_same_key_while_the_first_create_runs_is_409_conflict(meetings_env: Aws) -> None:
+    put_grant(meetings_env)
+    handler = load_handler("create_meeting")
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_nylas(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        assert release.wait(10)
+        return ok(nylas_event("ev-slow"))
+
+    results: dict[str, dict[str, Any]] = {}
+    with respx.mock() as router:
+        post = router.post(EVENTS).mock(side_effect=slow_nylas)
+        first = threading.Thread(
+            target=lambda: results.setdefault("first", create(handler, BODY, key="same"))
+        )
+        first.start()
+        assert entered.wait(10)
+        racing = create(handler, BODY, key="same")
+        release.set()
+        first.join(10)
+        replay = create(handler, BODY, key="same")
+    assert (racing["statusCode"], error_code(racing)) == (409, "conflict")
+    assert results["first"]["statusCode"] == 201
+    assert json.loads(replay["body"]) == json.loads(results["first"]["body"])
+    assert post.call_count == 1
