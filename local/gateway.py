@@ -35,7 +35,6 @@ from urllib.parse import parse_qsl, unquote
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
 from local.template import LOCAL_PSEUDO_PARAMETERS, ROOT, Route, Template, http_routes, load_template
@@ -425,7 +424,9 @@ def create_app(
     """The Starlette app serving every HttpApi route of the template."""
     routes = http_routes(template if template is not None else load_template(root / "template.yaml"))
     gateway = Gateway(routes, loader or ModuleHandlerLoader(root), domain_name=domain_name)
-    # One catch-all mount: every method and path reaches the gateway, which answers 404 as HTTP API does.
-    app = Starlette(routes=[Mount("", app=gateway.asgi)])
+    # No routes of Starlette's own: every method and path (also one whose decoded form holds CR/LF,
+    # which a Mount's pattern would not match) reaches the gateway, which answers 404 as HTTP API does.
+    app = Starlette(routes=[])
+    app.router.default = gateway.asgi
     app.state.gateway = gateway
     return app

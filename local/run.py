@@ -79,6 +79,8 @@ def main() -> int:
         demo_port=_int_env("TC_DEMO_PORT", 8000),
         host=os.environ.get("TC_HOST", "127.0.0.1"),
         api_key=os.environ.get("TC_API_KEY", "") or DEFAULT_LOCAL_API_KEY,
+        # TC_AZURE_TENANT=organizations: a deployment for work or school accounts only.
+        parameter_overrides={"AzureTenant": os.environ.get("TC_AZURE_TENANT", "").strip() or "common"},
     )
     with stack:
         print(banner(stack), flush=True)

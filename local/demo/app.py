@@ -2,7 +2,9 @@
 
 It talks to teams-connect only from its server side, with the backend API key, exactly as an
 integrating SaaS backend would: `POST /v1/sessions` -> redirect the browser to `connect_url`;
-on return `GET /v1/grants/{user_id}`; `DELETE /v1/grants/{user_id}` to disconnect.
+on return `GET /v1/grants/{user_id}`; `DELETE /v1/grants/{user_id}` to disconnect; "Schedule a
+Teams meeting" calls `POST /v1/users/{user_id}/meetings` (with an Idempotency-Key minted when the form
+is shown, so a double submit books one meeting) and shows the join link.
 
 The user id travels in the return URL's query only because this demo has no login of its own; a real
 app takes it from its own session.
@@ -10,6 +12,8 @@ app takes it from its own session.
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from html import escape
 from urllib.parse import quote, urlencode
 
@@ -20,6 +24,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 DEFAULT_USER_ID = "demo-user"
+DEFAULT_MEETING_TITLE = "Teams meeting from the demo app"
+TEAMS_LINK_PREFIX = "https://teams.microsoft.com/"
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem;
@@ -75,6 +81,20 @@ def _disconnect_form(user_id: str) -> str:
         '<form method="post" action="/disconnect">'
         f'<input type="hidden" name="user_id" value="{escape(user_id)}">'
         '<button type="submit" id="disconnect" class="secondary">Disconnect</button>'
+        "</form>"
+    )
+
+
+def _schedule_form(user_id: str) -> str:
+    return (
+        '<form method="post" action="/meetings">'
+        f'<input type="hidden" name="user_id" value="{escape(user_id)}">'
+        f'<input type="hidden" name="idempotency_key" value="{uuid.uuid4()}">'
+        '<label for="meeting-title">Meeting title</label>'
+        f'<input type="text" id="meeting-title" name="title" value="{escape(DEFAULT_MEETING_TITLE)}" '
+        'required maxlength="200"> '
+        '<button type="submit" id="schedule">Schedule a Teams meeting</button>'
+        "<br><small>30 minutes, starting in one hour.</small>"
         "</form>"
     )
 
@@ -138,7 +158,7 @@ def create_app(api_url: str, api_key: str, public_url: str = "http://127.0.0.1:8
                     '<p id="result" class="ok">Connected: '
                     f'<span id="mailbox">{escape(str(data.get("email", "")))}</span></p>'
                     f"<p><small>user id {escape(user_id)}, provider {escape(str(data.get('provider', '')))}"
-                    "</small></p>" + _disconnect_form(user_id)
+                    "</small></p>" + _schedule_form(user_id) + _disconnect_form(user_id)
                 )
                 return _page("Microsoft Teams connected", body)
             code = _error_code(grant)
@@ -153,6 +173,45 @@ def create_app(api_url: str, api_key: str, public_url: str = "http://127.0.0.1:8
             f'<span id="error-code">{escape(code)}</span></p>' + _connect_form(user_id or DEFAULT_USER_ID)
         )
         return _page("Connection failed", body)
+
+    async def schedule(request: Request) -> Response:
+        form = await request.form()
+        user_id = str(form.get("user_id") or "")
+        title = str(form.get("title") or "").strip() or DEFAULT_MEETING_TITLE
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        meeting = {
+            "title": title,
+            "start": start.isoformat(),
+            "end": (start + timedelta(minutes=30)).isoformat(),
+        }
+        headers = {**auth, "idempotency-key": str(form.get("idempotency_key") or uuid.uuid4())}
+        async with httpx.AsyncClient(timeout=15.0) as http:
+            try:
+                created = await http.post(
+                    f"{api_url}/v1/users/{quote(user_id, safe='')}/meetings", json=meeting, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                created = httpx.Response(502, json={"error": {"code": type(exc).__name__}})
+        join_url = created.json().get("join_url") if created.status_code == 201 else None
+        if isinstance(join_url, str) and join_url.startswith(TEAMS_LINK_PREFIX):
+            body = (
+                '<p id="result" class="ok">Meeting scheduled: '
+                f'<span id="meeting-title-result">{escape(str(created.json().get("title", "")))}</span></p>'
+                f'<p><a id="join-url" href="{escape(join_url)}" rel="noopener noreferrer">'
+                "Join the Microsoft Teams meeting</a></p>"
+                f"<p><small>{escape(meeting['start'])} to {escape(meeting['end'])}</small></p>"
+                + _schedule_form(user_id)
+                + _disconnect_form(user_id)
+            )
+            return _page("Teams meeting scheduled", body)
+        code = _error_code(created)
+        body = (
+            '<p id="result" class="error">Could not schedule the meeting: '
+            f'<span id="error-code">{escape(code)}</span></p>'
+            + _schedule_form(user_id)
+            + _connect_form(user_id)
+        )
+        return _page("Meeting not scheduled", body, 200 if created.status_code < 500 else 502)
 
     async def disconnect(request: Request) -> Response:
         form = await request.form()
@@ -174,6 +233,7 @@ def create_app(api_url: str, api_key: str, public_url: str = "http://127.0.0.1:8
             Route("/", index, methods=["GET"]),
             Route("/connect", connect, methods=["POST"]),
             Route("/return", returned, methods=["GET"]),
+            Route("/meetings", schedule, methods=["POST"]),
             Route("/disconnect", disconnect, methods=["POST"]),
         ]
     )

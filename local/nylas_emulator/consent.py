@@ -18,12 +18,35 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .common import config_of, page_fail, redirect, store_of, with_query
+from .common import PERSONAL_MICROSOFT_DOMAINS, config_of, page_fail, redirect, store_of, with_query
 from .errors import PageError, html_page
 from .state import AuthCode, Flavour, PendingLogin, new_secret
 from .validation import form_body, is_email, query_one
 
 DENY_DESCRIPTION = "The user denied the consent request on the Nylas emulator's consent page"
+
+# What Microsoft answers when an app registered for work or school accounts only (tenant
+# `organizations`) is signed in to with a personal account; Nylas passes it on to the callback.
+PERSONAL_ACCOUNT_ERROR = "invalid_request"
+PERSONAL_ACCOUNT_DESCRIPTION = (
+    "AADSTS500200: User account '{email}' is a personal Microsoft account. Personal Microsoft accounts "
+    "are not supported for this application unless explicitly invited to an organization. Try signing "
+    "out and signing back in with an organizational account."
+)
+
+
+def refuses_personal_accounts(request: Request, flavour: Flavour) -> bool:
+    """The Microsoft connector's tenant is `organizations`: personal accounts cannot consent."""
+    store = store_of(request)
+    if flavour == "v3":
+        connector = store.connectors.get("microsoft")
+        tenant = connector.settings.get("tenant") if connector is not None else None
+    else:
+        integration = store.integrations.get("microsoft")
+        tenant = integration.settings.get("tenant") if integration is not None else None
+    return tenant == "organizations"
+
+
 FORM_PATHS: dict[Flavour, str] = {"v3": "/emulator/consent", "beta": "/connect/login"}
 UNUSABLE = "This login link is unknown, expired or already used. Start the connection again."
 
@@ -91,6 +114,17 @@ async def _submit(request: Request, flavour: Flavour) -> Response:
         if not is_email(email):
             return render_form(login, email=email[:320], error="Enter a valid email address.", status=400)
         login.used = True
+        personal = email.rsplit("@", 1)[-1].lower() in PERSONAL_MICROSOFT_DOMAINS
+        if personal and refuses_personal_accounts(request, flavour):
+            params = [
+                ("error", PERSONAL_ACCOUNT_ERROR),
+                ("error_description", PERSONAL_ACCOUNT_DESCRIPTION.format(email=email)),
+            ]
+            if flavour == "beta":
+                params.insert(0, ("success", "false"))
+            if login.state is not None:
+                params.append(("state", login.state))
+            return redirect(with_query(login.redirect_uri, params))
         grant = store.upsert_grant(
             email=email,
             provider=login.provider,

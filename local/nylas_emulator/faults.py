@@ -106,6 +106,10 @@ class EmulatorMiddleware:
             fault = self.store.take_fault(scope["method"], template)
         try:
             if fault is not None:
+                if fault.delay_ms and fault.status is None and not fault.drop:
+                    # A slow Nylas that still does the work: the request was received in full before
+                    # the wait, so a client that gave up meanwhile (a timed-out create) does not undo it.
+                    receive = await _buffered(receive)
                 if fault.delay_ms:
                     await asyncio.sleep(fault.delay_ms / 1000)
                 if fault.drop:
@@ -122,6 +126,29 @@ class EmulatorMiddleware:
             log.exception("unhandled error (request id %s)", request_id)
             body = v3_error_body(request_id, 500, "internal_error", "Internal error in the Nylas emulator")
             await _send_json(send_with_id, 500, body, {})
+
+
+async def _buffered(receive: Receive) -> Receive:
+    """Read the whole request body now; the app then reads it from memory."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return replay
 
 
 async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:

@@ -352,7 +352,11 @@ def _has_calendar_write(grant: Grant) -> bool:
     return any(s.lower().rsplit("/", 1)[-1] == "calendars.readwrite" for s in grant.scope)
 
 
-def _conferencing(request: Request, fields: Fields, grant: Grant, event_id: str) -> dict[str, Any] | None:
+def _conferencing(fields: Fields, grant: Grant, event_id: str) -> dict[str, Any] | None:
+    """The event's conferencing: explicit details, a Teams autocreate, or ``None`` (none asked for, or
+    ``conferencing: {}``). A personal Microsoft account (outlook.com, hotmail.com, live.com, msn.com)
+    cannot host Teams meetings: like Microsoft Graph, Nylas then creates the event WITHOUT a meeting and
+    without an error (nylas-lifecycle.md §2.4), so the answer simply has no ``conferencing``."""
     conf = fields.sub("conferencing")
     if conf is None or not conf.data:
         return None  # `conferencing: {}` means "no meeting"
@@ -376,24 +380,19 @@ def _conferencing(request: Request, fields: Fields, grant: Grant, event_id: str)
         raise v3_fail(
             400, f"'{provider}' cannot be auto-created for a {grant.provider} grant in the emulator"
         )
-    domain = grant.email.rsplit("@", 1)[-1].lower()
-    if domain in PERSONAL_MICROSOFT_DOMAINS:
-        raise NylasError(
-            400,
-            "api.provider_error",
-            "Microsoft Teams meetings need a work or school account with a Microsoft 365 subscription",
-            provider_error={
-                "code": "OnlineMeetingProviderNotSupported",
-                "message": "teamsForBusiness is not an allowed online meeting provider for this account.",
-            },
-        )
+    if is_personal_microsoft(grant.email):
+        return None
     return {"provider": "Microsoft Teams", "details": {"url": teams_join_url(event_id, grant)}}
 
 
-def _participants(fields: Fields) -> list[dict[str, str]]:
+def is_personal_microsoft(email: str) -> bool:
+    return email.rsplit("@", 1)[-1].lower() in PERSONAL_MICROSOFT_DOMAINS
+
+
+def _participants(fields: Fields) -> list[dict[str, str]] | None:
     raw = fields.data.get("participants")
     if raw is None:
-        return []
+        return None
     if not isinstance(raw, list) or len(raw) > 200:
         raise v3_fail(400, "participants must be a list of at most 200 objects")
     out: list[dict[str, str]] = []
@@ -413,45 +412,88 @@ def _participants(fields: Fields) -> list[dict[str, str]]:
     return out
 
 
-async def create_event(request: Request) -> Response:
-    require_api_key(request)
-    store = store_of(request)
+def _notify(request: Request) -> None:
     notify = query_one(request, "notify_participants", v3_fail)
     if notify is not None and notify not in ("true", "false"):
         raise v3_fail(400, "notify_participants must be true or false")
-    with store.lock:
-        grant = _usable_grant(request)
-        calendar_id = _calendar_id(request, grant)
-    fields = await _body(request)
-    when = fields.sub("when", required=True)
-    assert when is not None
+
+
+def _when(fields: Fields, *, required: bool) -> dict[str, Any] | None:
+    when = fields.sub("when", required=required)
+    if when is None:
+        return None
     start = when.integer("start_time", required=True, lo=0, hi=MAX_EPOCH)
     end = when.integer("end_time", required=True, lo=0, hi=MAX_EPOCH)
     assert start is not None
     assert end is not None
     if start >= end:
         raise v3_fail(400, "when.start_time must be before when.end_time")
+    out: dict[str, Any] = {"object": "timespan", "start_time": start, "end_time": end}
+    for key in ("start_timezone", "end_timezone"):
+        tz = when.string(key, max_len=64)
+        if tz is not None:
+            out[key] = tz
+    return out
+
+
+def _metadata(fields: Fields) -> dict[str, str] | None:
+    metadata = fields.str_map("metadata")
+    if metadata is not None and len(metadata) > 50:
+        raise v3_fail(400, "metadata holds at most 50 pairs")
+    return metadata
+
+
+def _visibility(fields: Fields) -> str | None:
+    visibility = fields.string("visibility", max_len=16)
+    if visibility is not None and visibility not in ("default", "private", "public"):
+        raise v3_fail(400, "visibility must be default, private or public")
+    return visibility
+
+
+def _with_meeting_text(description: str, conferencing: dict[str, Any] | None) -> str:
+    """Nylas appends the meeting details to the description."""
+    if conferencing is None:
+        return description
+    join = conferencing["details"]["url"]
+    return f"{description}\n\nMicrosoft Teams meeting\nJoin: {join}".lstrip()
+
+
+def _writable_grant(request: Request) -> Grant:
+    grant = _usable_grant(request)
+    if not _has_calendar_write(grant):
+        raise NylasError(
+            403,
+            "grant.access_denied",
+            "The grant lacks the Calendars.ReadWrite scope needed to write events",
+            provider_error={"code": "ErrorAccessDenied", "message": "Access is denied."},
+        )
+    return grant
+
+
+async def create_event(request: Request) -> Response:
+    require_api_key(request)
+    store = store_of(request)
+    _notify(request)
+    with store.lock:
+        grant = _usable_grant(request)
+        calendar_id = _calendar_id(request, grant)
+    fields = await _body(request)
+    when = _when(fields, required=True)
+    assert when is not None
     title = fields.string("title", max_len=1024)
     description = fields.string("description", max_len=8192)
     location = fields.string("location", max_len=255)
     busy = fields.boolean("busy")
-    visibility = fields.string("visibility", max_len=16)
-    if visibility is not None and visibility not in ("default", "private", "public"):
-        raise v3_fail(400, "visibility must be default, private or public")
-    metadata = fields.str_map("metadata")
+    visibility = _visibility(fields)
+    metadata = _metadata(fields)
     participants = _participants(fields)
     with store.lock:
-        grant = _usable_grant(request)
-        if not _has_calendar_write(grant):
-            raise NylasError(
-                403,
-                "grant.access_denied",
-                "The grant lacks the Calendars.ReadWrite scope needed to create events",
-                provider_error={"code": "ErrorAccessDenied", "message": "Access is denied."},
-            )
+        grant = _writable_grant(request)
         event_id = new_id().replace("-", "")
-        conferencing = _conferencing(request, fields, grant, event_id)
+        conferencing = _conferencing(fields, grant, event_id)
         now = store.now_int()
+        # Every field Nylas always returns on an event (the official SDK's `Event` needs
+        # id, grant_id, calendar_id, busy, participants and when; the others are always sent too).
         event: dict[str, Any] = {
             "id": event_id,
             "object": "event",
@@ -463,40 +505,123 @@ async def create_event(request: Request) -> Response:
             "status": "confirmed",
             "read_only": False,
             "hide_participants": False,
+            "visibility": visibility or "default",
             "ical_uid": f"{event_id}@nylas-emulator",
             "html_link": f"https://outlook.office365.com/owa/?itemid={event_id}&exvsurl=1&path=/calendar/item",
             "organizer": {"email": grant.email, "name": ""},
-            "when": {"object": "timespan", "start_time": start, "end_time": end},
-            "description": description or "",
+            "creator": {"email": grant.email, "name": ""},
+            "reminders": {"use_default": True, "overrides": []},
+            "when": when,
+            "title": title or "",
+            "description": _with_meeting_text(description or "", conferencing),
+            "participants": participants or [],
             "metadata": metadata or {},
         }
-        for key in ("start_timezone", "end_timezone"):
-            tz = when.string(key, max_len=64)
-            if tz is not None:
-                event["when"][key] = tz
-        if title:
-            event["title"] = title
         if location is not None:
             event["location"] = location
-        if visibility is not None:
-            event["visibility"] = visibility
-        if participants:  # the OpenAPI's event.participants has minItems 1: omitted when empty
-            event["participants"] = participants
         if conferencing is not None:
             event["conferencing"] = conferencing
-            join = conferencing["details"]["url"]
-            # Nylas appends the meeting details to the description.
-            event["description"] = f"{event['description']}\n\nMicrosoft Teams meeting\nJoin: {join}".lstrip()
         store.events.setdefault(grant.id, []).append(event)
         return v3_json(request, event)
+
+
+def _metadata_pair(request: Request) -> tuple[str, str] | None:
+    raw = query_one(request, "metadata_pair", v3_fail)
+    if raw is None:
+        return None
+    key, sep, value = raw.partition(":")
+    # Only the five reserved keys are indexed and searchable (Nylas "Metadata").
+    if not sep or key not in ("key1", "key2", "key3", "key4", "key5") or not value or len(value) > 500:
+        raise v3_fail(400, "metadata_pair must be key1..key5 followed by ':' and a value")
+    return key, value
 
 
 async def list_events(request: Request) -> Response:
     require_api_key(request)
     store = store_of(request)
     limit = query_int(request, "limit", v3_fail, default=50, lo=1, hi=200)
+    pair = _metadata_pair(request)
     with store.lock:
         grant = _usable_grant(request)
         calendar_id = _calendar_id(request, grant)
-        events = [ev for ev in store.events.get(grant.id, []) if ev["calendar_id"] == calendar_id]
+        events = [
+            ev
+            for ev in store.events.get(grant.id, [])
+            if ev["calendar_id"] == calendar_id and (pair is None or ev["metadata"].get(pair[0]) == pair[1])
+        ]
         return v3_json(request, events[:limit], next_cursor=None)
+
+
+def _event_or_404(request: Request, grant: Grant) -> dict[str, Any]:
+    """For Microsoft, `calendar_id` is required but not checked against the event's calendar."""
+    _calendar_id(request, grant)
+    event_id = request.path_params["event_id"]
+    for event in store_of(request).events.get(grant.id, []):
+        if event["id"] == event_id:
+            return event
+    raise _not_found(f"Event '{event_id}'")
+
+
+async def get_event(request: Request) -> Response:
+    require_api_key(request)
+    store = store_of(request)
+    with store.lock:
+        grant = _usable_grant(request)
+        return v3_json(request, _event_or_404(request, grant))
+
+
+async def update_event(request: Request) -> Response:
+    """`PUT`: the fields sent replace theirs (nested objects wholesale); the others stay."""
+    require_api_key(request)
+    store = store_of(request)
+    _notify(request)
+    with store.lock:
+        grant = _usable_grant(request)
+        _event_or_404(request, grant)
+    fields = await _body(request)
+    when = _when(fields, required=False)
+    title = fields.string("title", max_len=1024)
+    description = fields.string("description", max_len=8192)
+    location = fields.string("location", max_len=255)
+    busy = fields.boolean("busy")
+    visibility = _visibility(fields)
+    metadata = _metadata(fields)
+    participants = _participants(fields)
+    with store.lock:
+        grant = _writable_grant(request)
+        event = _event_or_404(request, grant)
+        if event.get("read_only"):
+            raise v3_fail(400, "This event is read-only")
+        if fields.has("conferencing"):
+            conferencing = _conferencing(fields, grant, event["id"])
+            if conferencing is None:
+                event.pop("conferencing", None)
+            else:
+                event["conferencing"] = conferencing
+        for key, value in (
+            ("when", when),
+            ("title", title),
+            ("location", location),
+            ("busy", busy),
+            ("visibility", visibility),
+            ("metadata", metadata),
+            ("participants", participants),
+        ):
+            if value is not None:
+                event[key] = value
+        if description is not None:
+            event["description"] = _with_meeting_text(description, event.get("conferencing"))
+        event["updated_at"] = store.now_int()
+        return v3_json(request, event)
+
+
+async def delete_event(request: Request) -> Response:
+    """Microsoft deletes events immediately (Google would move them to the trash)."""
+    require_api_key(request)
+    store = store_of(request)
+    _notify(request)
+    with store.lock:
+        grant = _writable_grant(request)
+        event = _event_or_404(request, grant)
+        store.events[grant.id].remove(event)
+    return v3_json(request)

@@ -32,6 +32,7 @@ CONTRACT_BROWSER_CODES = {
     "grant_invalid",
     "account_already_linked",
     "email_mismatch",
+    "account_not_supported",
     "upstream_unavailable",
     "server_error",
 }
@@ -69,6 +70,14 @@ def resolver_routes(app_py: Path) -> set[str]:
     `@app.<method>("/path/<param>")`."""
     tree = ast.parse(app_py.read_text(encoding="utf-8"))
     routes: set[str] = set()
+    for statement in tree.body:
+        if (
+            isinstance(statement, ast.Assign)
+            and [getattr(t, "id", None) for t in statement.targets] == ["ROUTE_KEY"]
+            and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str)
+        ):
+            routes.add(statement.value.value)
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef):
             continue
@@ -186,15 +195,19 @@ def test_every_error_code_of_the_code_is_documented_and_nothing_else(spec: dict[
 
 
 def test_api_error_responses_carry_the_codes_of_their_status(spec: dict[str, Any]) -> None:
-    """Every documented JSON error response lists exactly the API codes the code answers with at that
-    status, and every API code is reachable from at least one operation."""
+    """Every documented JSON error response lists only API codes the code answers with at that status
+    (an operation lists those it can answer, e.g. a grant route's 404 is not `not_connected`), and
+    every API code is reachable from at least one operation. A 429 without `x-error-codes` is API
+    Gateway's own throttle."""
     statuses = code_statuses()
     api_codes = set(spec["components"]["schemas"]["ApiErrorCode"]["enum"])
     seen_codes: set[str] = set()
     for key, operation in operations(spec).items():
         for status, response in operation["responses"].items():
             response = resolve(spec, response)
-            if status in GATEWAY_STATUSES or not status.startswith(("4", "5")):
+            if not status.startswith(("4", "5")):
+                continue
+            if status in GATEWAY_STATUSES and "x-error-codes" not in response:
                 continue
             if "application/json" not in response.get("content", {}):
                 continue  # browser routes answer errors as HTML pages
@@ -202,7 +215,10 @@ def test_api_error_responses_carry_the_codes_of_their_status(spec: dict[str, Any
             assert schema is spec["components"]["schemas"]["Error"], f"{key} {status}"
             documented = set(response["x-error-codes"])
             expected = {code for code in api_codes if int(status) in statuses[code]}
-            assert documented == expected, f"{key} {status}: {documented} != {expected}"
+            assert documented, f"{key} {status}: no x-error-codes"
+            assert documented <= expected, (
+                f"{key} {status}: {documented - expected} not answered with {status}"
+            )
             seen_codes |= documented
     assert seen_codes == api_codes
 

@@ -59,6 +59,10 @@ OPERATIONS = [
     ("/v1/sessions", "POST"),
     ("/v1/grants/{user_id}", "GET"),
     ("/v1/grants/{user_id}", "DELETE"),
+    ("/v1/users/{user_id}/meetings", "POST"),
+    ("/v1/users/{user_id}/meetings/{meeting_id}", "GET"),
+    ("/v1/users/{user_id}/meetings/{meeting_id}", "PATCH"),
+    ("/v1/users/{user_id}/meetings/{meeting_id}", "DELETE"),
     ("/connect/start", "GET"),
     ("/connect/callback", "GET"),
 ]

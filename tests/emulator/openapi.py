@@ -33,6 +33,9 @@ def spec() -> dict[str, Any]:
     # Inconsistency: the events list response is `allOf[common_response_with_cursor, {data: array}]` but
     # `common_response_with_cursor` declares `data: {type: object}`, so no list can pass. Drop that `data`.
     patched["components"]["schemas"]["common_response_with_cursor"]["properties"].pop("data")
+    # Inconsistency: `event_participants` has `minItems: 1`, but an event without participants is
+    # answered with `participants: []` (the official SDK v6's `Event` requires the field).
+    patched["components"]["schemas"]["event_participants"].pop("minItems", None)
     return patched
 
 

@@ -37,6 +37,9 @@ V3_ROUTES = [
     ("DELETE", "/v3/grants/g1"),
     ("POST", "/v3/grants/g1/events?calendar_id=primary"),
     ("GET", "/v3/grants/g1/events?calendar_id=primary"),
+    ("GET", "/v3/grants/g1/events/e1?calendar_id=primary"),
+    ("PUT", "/v3/grants/g1/events/e1?calendar_id=primary"),
+    ("DELETE", "/v3/grants/g1/events/e1?calendar_id=primary"),
     ("POST", "/v3/connectors"),
     ("GET", "/v3/connectors"),
     ("GET", "/v3/connectors/microsoft"),
@@ -355,13 +358,14 @@ def test_autocreate_with_details_is_400(emu: Emu) -> None:
 
 
 @pytest.mark.parametrize("domain", ["outlook.com", "hotmail.com", "live.com", "msn.com", "Outlook.COM"])
-def test_personal_accounts_get_no_teams_meeting(emu: Emu, domain: str) -> None:
+def test_personal_accounts_get_an_event_without_a_teams_meeting(emu: Emu, domain: str) -> None:
+    """Like Microsoft Graph for personal accounts: the event is created, silently without a meeting."""
     grant_id = _grant(emu, f"someone@{domain}")
-    body = assert_v3_error(
-        _event(emu, grant_id, {"when": WHEN, "conferencing": TEAMS}), 400, "api.provider_error"
-    )
-    assert body["error"]["provider_error"]["code"]
-    assert _event(emu, grant_id, {"when": WHEN, "title": "no meeting"}).status_code == 200
+    r = _event(emu, grant_id, {"when": WHEN, "title": "no meeting", "conferencing": TEAMS})
+    assert r.status_code == 200, r.text
+    event = r.json()["data"]
+    assert "conferencing" not in event
+    assert "teams.microsoft.com" not in event["description"]
 
 
 def test_events_need_a_valid_grant_with_calendar_scope(emu: Emu) -> None:

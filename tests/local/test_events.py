@@ -17,6 +17,10 @@ EXPECTED = {
     "connect_callback": {"v3_success", "v3_denied", "beta_success", "missing_state"},
     "get_grant": {"ok", "not_found"},
     "delete_grant": {"ok"},
+    "create_meeting": {"ok", "idempotent", "invalid_times", "no_auth"},
+    "get_meeting": {"ok"},
+    "update_meeting": {"ok"},
+    "delete_meeting": {"ok"},
 }
 
 

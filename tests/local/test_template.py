@@ -22,6 +22,20 @@ EXPECTED_ROUTES = {
     ("GET", "/connect/callback", "ConnectCallbackFunction", "functions/connect_callback/"),
     ("GET", "/v1/grants/{user_id}", "GetGrantFunction", "functions/get_grant/"),
     ("DELETE", "/v1/grants/{user_id}", "DeleteGrantFunction", "functions/delete_grant/"),
+    ("POST", "/v1/users/{user_id}/meetings", "CreateMeetingFunction", "functions/create_meeting/"),
+    ("GET", "/v1/users/{user_id}/meetings/{meeting_id}", "GetMeetingFunction", "functions/get_meeting/"),
+    (
+        "PATCH",
+        "/v1/users/{user_id}/meetings/{meeting_id}",
+        "UpdateMeetingFunction",
+        "functions/update_meeting/",
+    ),
+    (
+        "DELETE",
+        "/v1/users/{user_id}/meetings/{meeting_id}",
+        "DeleteMeetingFunction",
+        "functions/delete_meeting/",
+    ),
 }
 
 # docs/internals.md, "Environment of every function".
@@ -87,10 +101,10 @@ def test_short_tags_become_long_form() -> None:
     assert data["f"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
 
 
-def test_routes_are_the_five_functions(template: dict[str, Any]) -> None:
+def test_routes_are_one_function_each(template: dict[str, Any]) -> None:
     routes = http_routes(template)
     assert {(r.method, r.path, r.function_logical_id, r.code_uri) for r in routes} == EXPECTED_ROUTES
-    assert len(routes) == 5
+    assert len(routes) == len(EXPECTED_ROUTES)
     for route in routes:
         assert isinstance(route, Route)
         assert route.handler == "app.lambda_handler"
@@ -111,8 +125,11 @@ def test_function_settings_and_environment_come_from_globals(template: dict[str,
 
 def test_table_definitions_follow_the_data_model(template: dict[str, Any]) -> None:
     tables = table_definitions(template)
-    assert set(tables) == {"SessionsTable", "GrantsTable"}
+    assert set(tables) == {"SessionsTable", "GrantsTable", "IdempotencyTable"}
     sessions, grants = tables["SessionsTable"], tables["GrantsTable"]
+    idempotency = tables["IdempotencyTable"]  # Powertools Idempotency's default attribute names
+    assert idempotency.key_schema() == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert idempotency.ttl_attribute == "expiration"
     assert sessions.key_schema() == [{"AttributeName": "session_id", "KeyType": "HASH"}]
     assert sessions.ttl_attribute == "ttl"
     assert grants.key_schema() == [{"AttributeName": "pk", "KeyType": "HASH"}]
@@ -162,7 +179,7 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "NylasBaseUrl": "http://127.0.0.1:4010",
             **SECRET_ARNS,
         },
-        {"SessionsTable": "sessions-local", "GrantsTable": "grants-local"},
+        {"SessionsTable": "sessions-local", "GrantsTable": "grants-local", "IdempotencyTable": "idem-local"},
     )
     assert set(env) >= INTERNALS_ENV
     assert env["NYLAS_API"] == "beta"
@@ -182,7 +199,7 @@ def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]
     env = function_environment(
         template,
         {"AllowedReturnUrls": "https://app.example.com/done", **SECRET_ARNS},
-        {"SessionsTable": "s", "GrantsTable": "g", "HttpApi": "abc123"},
+        {"SessionsTable": "s", "GrantsTable": "g", "IdempotencyTable": "i", "HttpApi": "abc123"},
     )
     assert env["PUBLIC_BASE_URL"] == "https://abc123.execute-api.us-east-1.amazonaws.com"
 

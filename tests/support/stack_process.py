@@ -81,6 +81,7 @@ _FUNCTION_SETTINGS = frozenset(
         "PUBLIC_BASE_URL",
         "SESSIONS_TABLE",
         "GRANTS_TABLE",
+        "IDEMPOTENCY_TABLE",
         "NYLAS_SECRET_ARN",
         "AZURE_SECRET_ARN",
         "API_KEYS_SECRET_ARN",

@@ -189,6 +189,7 @@ def test_v3_callback_happy_path_one_nylas_call_three_dynamodb_calls(
         "provider": "microsoft",
         "status": "valid",
         "scopes": ["Calendars.ReadWrite", "OnlineMeetings.ReadWrite"],
+        "teams": "unknown",
         "connected_at": "2027-01-15T08:00:00Z",
         "updated_at": "2027-01-15T08:00:00Z",
     }

@@ -73,6 +73,12 @@ class AccessDenied(ConnectError):
     default_message = "The connection was cancelled or access was not granted."
 
 
+class AccountNotSupported(ConnectError):
+    code = "account_not_supported"
+    status = 403
+    default_message = "This is a personal Microsoft account. Please sign in with a work or school account."
+
+
 class UpstreamUnavailable(ConnectError):
     code = "upstream_unavailable"
     status = 503
@@ -137,6 +143,54 @@ class Conflict(ConnectError):
     code = "conflict"
     status = 409
     default_message = "The record changed concurrently; retry the request."
+
+
+# --- meetings (contract.md "Meetings") -------------------------------------------------------
+class NotConnected(ConnectError):
+    code = "not_connected"
+    status = 404
+    default_message = "This user has no connected Microsoft account."
+
+
+class ReauthRequired(ConnectError):
+    code = "reauth_required"
+    status = 409
+    default_message = "The user's Microsoft connection is no longer valid; connect again."
+
+
+class TeamsUnavailable(ConnectError):
+    code = "teams_unavailable"
+    status = 422
+    default_message = "This Microsoft account cannot host Microsoft Teams meetings."
+
+
+class IdempotencyKeyReused(ConnectError):
+    code = "idempotency_key_reused"
+    status = 422
+    default_message = "This Idempotency-Key was already used with a different request."
+
+
+class RateLimited(ConnectError):
+    code = "rate_limited"
+    status = 429
+    default_message = "Too many requests for this account; retry after the delay in Retry-After."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, min(int(retry_after), 3600))
+
+
+class UnsupportedFlavour(ConnectError):
+    code = "unsupported_flavour"
+    status = 400
+    default_message = "Meetings need the Nylas v3 API; this deployment uses the beta flavour."
+
+
+def error_headers(error: BaseException) -> dict[str, str]:
+    """Headers an error answer carries besides its body (`Retry-After` of a 429)."""
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(error.retry_after)}
+    return {}
 
 
 def to_http(error: BaseException) -> tuple[int, dict[str, Any]]:

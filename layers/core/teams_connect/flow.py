@@ -25,6 +25,7 @@ from teams_connect.errors import (
     BROWSER_CODES,
     AccessDenied,
     AccountAlreadyLinked,
+    AccountNotSupported,
     Conflict,
     ConnectError,
     EmailMismatch,
@@ -66,6 +67,7 @@ from teams_connect.store import (
 _SESSION_FIELDS = frozenset({"user_id", "return_to", "login_hint", "account_id", "expected_email"})
 _CALLBACK_ERRORS: dict[str, type[ConnectError]] = {
     AccessDenied.code: AccessDenied,
+    AccountNotSupported.code: AccountNotSupported,
     GrantInvalid.code: GrantInvalid,
     UpstreamUnavailable.code: UpstreamUnavailable,
 }
@@ -124,6 +126,7 @@ def grant_json(record: GrantRecord) -> dict[str, Any]:
         "provider": record.provider,
         "status": record.status,
         "scopes": list(record.scopes),
+        "teams": record.teams,
         "connected_at": iso_utc(record.connected_at),
         "updated_at": iso_utc(record.updated_at),
     }

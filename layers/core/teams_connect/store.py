@@ -170,6 +170,10 @@ class GrantRecord:
     connected_at: int
     updated_at: int
     flow_started_at: int
+    teams: str = "unknown"  # available | unavailable | unknown (learnt by the meetings API)
+    # Tags of meeting creates that may have reached Nylas without an answer (meetings.py): a retry
+    # with the same Idempotency-Key looks for its tag before creating again.
+    ambiguous_tags: frozenset[str] = frozenset()
 
     def to_item(self) -> dict[str, Any]:
         return {
@@ -183,6 +187,7 @@ class GrantRecord:
             "connected_at": {"N": str(self.connected_at)},
             "updated_at": {"N": str(self.updated_at)},
             "flow_started_at": {"N": str(self.flow_started_at)},
+            "teams": {"S": self.teams},
         }
 
     @classmethod
@@ -197,6 +202,8 @@ class GrantRecord:
             connected_at=int(item.get("connected_at", {}).get("N", "0")),
             updated_at=int(item.get("updated_at", {}).get("N", "0")),
             flow_started_at=int(item.get("flow_started_at", {}).get("N", "0")),
+            teams=item.get("teams", {}).get("S", "unknown"),
+            ambiguous_tags=frozenset(item.get("ambiguous_tags", {}).get("SS", [])),
         )
 
 
@@ -490,6 +497,82 @@ class GrantStore:
             return self._owner_of(grant_id)
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(exc) from None
+
+    def mark_expired(self, user_id: str, grant_id: str, *, now: int) -> bool:
+        """Nylas answered 401 for this grant: status → `expired` (one conditional UpdateItem, only
+        while the record still holds this grant and is not already expired). The grants table's
+        stream publishes the lifecycle event. False when nothing changed."""
+        return self._update_if_holds(
+            user_id,
+            grant_id,
+            "SET #st = :expired, status_changed_at = :now, updated_at = :now",
+            {":expired": {"S": "expired"}, ":now": {"N": str(now)}},
+            "#st <> :expired",
+            {"#st": "status"},
+        )
+
+    def set_teams(self, user_id: str, grant_id: str, teams: str, *, now: int) -> bool:
+        """Record what a meetings call learnt: `teams` = available | unavailable (written only when it
+        changes, so a create costs no write in the usual case). False when nothing changed."""
+        if teams not in ("available", "unavailable", "unknown"):
+            raise ValueError("teams must be available, unavailable or unknown")
+        return self._update_if_holds(
+            user_id,
+            grant_id,
+            "SET teams = :teams, updated_at = :now",
+            {":teams": {"S": teams}, ":now": {"N": str(now)}},
+            "(attribute_not_exists(teams) OR teams <> :teams)",
+            {},
+        )
+
+    def note_ambiguous_create(self, user_id: str, grant_id: str, tag: str) -> bool:
+        """Remember a create that may exist at Nylas although no answer said so (one UpdateItem)."""
+        return self._update_if_holds(
+            user_id,
+            grant_id,
+            "ADD ambiguous_tags :tags",
+            {":tags": {"SS": [tag]}},
+            "attribute_exists(pk)",
+            {},
+        )
+
+    def forget_ambiguous_create(self, user_id: str, grant_id: str, tag: str) -> bool:
+        return self._update_if_holds(
+            user_id,
+            grant_id,
+            "DELETE ambiguous_tags :tags",
+            {":tags": {"SS": [tag]}},
+            "attribute_exists(ambiguous_tags)",
+            {},
+        )
+
+    def _update_if_holds(
+        self,
+        user_id: str,
+        grant_id: str,
+        update: str,
+        values: dict[str, Any],
+        condition: str,
+        names: dict[str, str],
+    ) -> bool:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": f"USER#{user_id}"}},
+            "UpdateExpression": update,
+            "ConditionExpression": f"grant_id = :grant AND {condition}",
+            "ExpressionAttributeValues": {**values, ":grant": {"S": grant_id}},
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        try:
+            self.client.update_item(**kwargs)
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False  # already so, or the user reconnected with another grant meanwhile
+            raise aws_error(exc) from None
+        except BotoCoreError as exc:
+            raise aws_error(exc) from None
+        return True
 
     def _owner_of(self, grant_id: str) -> str | None:
         resp = self.client.get_item(

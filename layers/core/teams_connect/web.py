@@ -9,14 +9,22 @@ import html
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
-from teams_connect.errors import ConnectError, InvalidRequest, NotFound, PayloadTooLarge, ServerError, to_http
+from teams_connect.errors import (
+    ConnectError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+    error_headers,
+    to_http,
+)
 from teams_connect.observability import logger
 from teams_connect.security import with_status
 
@@ -42,6 +50,7 @@ _TITLES = {
     "browser_mismatch": "Different browser",
     "grant_invalid": "Connection not confirmed",
     "account_already_linked": "Account already connected",
+    "account_not_supported": "Work or school account needed",
     "upstream_unavailable": "Temporarily unavailable",
     "server_error": "Something went wrong",
     "email_mismatch": "Different Microsoft account",
@@ -80,12 +89,12 @@ class Response:
 
 
 # --- backend API ---------------------------------------------------------------------------------
-def json_response(status: int, body: Any) -> Response:
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
     return Response(
         status_code=status,
         content_type="application/json",
         body=json.dumps(body, separators=(",", ":")),
-        headers=dict(API_HEADERS),
+        headers={**API_HEADERS, **(headers or {})},
     )
 
 
@@ -97,7 +106,7 @@ def api_error(error: BaseException) -> Response:
     if not isinstance(error, ConnectError):
         logger.exception("unhandled error")
     status, body = to_http(error)
-    return json_response(status, body)
+    return json_response(status, body, error_headers(error))
 
 
 def _reject_constant(_: str) -> Any:
@@ -129,7 +138,7 @@ def parse_json_body(request: Any) -> Any:
         except (binascii.Error, ValueError):
             raise InvalidRequest("The body is not valid base64.") from None
     else:
-        data = raw.encode("utf-8")
+        data = raw.encode("utf-8", "surrogatepass")  # a lone surrogate then fails to decode: 400
     if len(data) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
     try:

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 from teams_connect.config import Settings
 from teams_connect.errors import (
     AccessDenied,
+    AccountNotSupported,
     ConnectError,
     GrantInvalid,
     ServerError,
@@ -28,10 +29,16 @@ _CODE_RE = re.compile(r"^[\x21-\x7e]{1,2048}\Z")
 _ERROR_RE = re.compile(r"^[a-z_]{1,64}\Z")
 _DENIED = frozenset({"access_denied", "consent_required", "interaction_required", "login_required"})
 _TRANSIENT = frozenset({"temporarily_unavailable", "server_error"})
+# Microsoft's refusal of a personal account by an app for work or school accounts only
+# (AzureTenant=organizations): "AADSTS500200: User account '…' is a personal Microsoft account. …"
+_PERSONAL_ACCOUNT_REFUSED = "AADSTS500200"
 
 
-def callback_error_code(error: str) -> str:
-    """An OAuth `error` from the callback → contract code (the description is never shown)."""
+def callback_error_code(error: str, description: str = "") -> str:
+    """An OAuth `error` from the callback → contract code (the description is never shown; only
+    Microsoft's error number in it is matched)."""
+    if description.startswith(_PERSONAL_ACCOUNT_REFUSED + ":"):
+        return AccountNotSupported.code
     if error in _DENIED:
         return AccessDenied.code
     if error in _TRANSIENT:
@@ -94,7 +101,12 @@ class V3Adapter:
         if "error" in query:
             error = query["error"]
             return CallbackInput(
-                state=state, error=callback_error_code(error) if _ERROR_RE.match(error) else "grant_invalid"
+                state=state,
+                error=(
+                    callback_error_code(error, query.get("error_description", ""))
+                    if _ERROR_RE.match(error)
+                    else "grant_invalid"
+                ),
             )
         code = query.get("code")
         if code is None or not _CODE_RE.match(code):

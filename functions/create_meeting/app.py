@@ -1,0 +1,28 @@
+"""POST /v1/users/{user_id}/meetings: schedule a Teams meeting on the user's stored grant.
+
+Lean (teams_connect.apigw: no event-handler resolver). The only function that loads the Powertools
+Idempotency utility (an `Idempotency-Key` header makes retries safe)."""
+
+import os
+
+from teams_connect import apigw, web
+from teams_connect.config import get_settings
+from teams_connect.meetings import build_meetings
+from teams_connect.meetings_idempotency import MeetingsCreate
+from teams_connect.security import parse_query
+from teams_connect.store import dynamodb_client
+
+meetings = build_meetings(get_settings())
+creator = MeetingsCreate(meetings, os.environ.get("IDEMPOTENCY_TABLE", ""), dynamodb_client())
+
+
+@apigw.api_route("POST", "/v1/users/{user_id}/meetings")
+def lambda_handler(request: apigw.Request) -> web.Response:
+    meetings.admit(request.header("authorization"))
+    parse_query(request.raw_query)  # duplicated or malformed parameters → 400
+    user_id = web.path_param(request.path_params["user_id"])
+    key = request.header("idempotency-key")
+    prepared = meetings.prepare_create(user_id, web.parse_json_body(request), key)
+    deadline = web.deadline_from(request.context)
+    created = creator.create(user_id, prepared, key, context=request.context, deadline=deadline)
+    return web.json_response(201, created)

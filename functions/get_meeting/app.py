@@ -1,0 +1,20 @@
+"""GET /v1/users/{user_id}/meetings/{meeting_id}: read a meeting teams-connect created.
+
+Lean (teams_connect.apigw: no event-handler resolver)."""
+
+from teams_connect import apigw, web
+from teams_connect.config import get_settings
+from teams_connect.meetings import build_meetings
+from teams_connect.security import parse_query
+
+meetings = build_meetings(get_settings())
+
+
+@apigw.api_route("GET", "/v1/users/{user_id}/meetings/{meeting_id}")
+def lambda_handler(request: apigw.Request) -> web.Response:
+    meetings.admit(request.header("authorization"))
+    parse_query(request.raw_query)
+    user_id = web.path_param(request.path_params["user_id"])
+    meeting_id = web.path_param(request.path_params["meeting_id"])
+    meeting = meetings.get(user_id, meeting_id, deadline=web.deadline_from(request.context))
+    return web.json_response(200, meeting)
