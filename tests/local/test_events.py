@@ -17,6 +17,7 @@ EXPECTED = {
     "connect_callback": {"v3_success", "v3_denied", "beta_success", "missing_state"},
     "get_grant": {"ok", "not_found"},
     "delete_grant": {"ok"},
+    "nylas_webhooks": {"challenge", "grant_expired_signed", "missing_signature"},
 }
 
 

@@ -22,6 +22,8 @@ EXPECTED_ROUTES = {
     ("GET", "/connect/callback", "ConnectCallbackFunction", "functions/connect_callback/"),
     ("GET", "/v1/grants/{user_id}", "GetGrantFunction", "functions/get_grant/"),
     ("DELETE", "/v1/grants/{user_id}", "DeleteGrantFunction", "functions/delete_grant/"),
+    ("GET", "/nylas/webhooks", "NylasWebhooksFunction", "functions/nylas_webhooks/"),
+    ("POST", "/nylas/webhooks", "NylasWebhooksFunction", "functions/nylas_webhooks/"),
 }
 
 # docs/internals.md, "Environment of every function".
@@ -51,6 +53,7 @@ SECRET_ARNS = {
     "AzureSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:a-AbCdEf",
     "ApiKeysSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf",
 }
+WEBHOOK_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:w-AbCdEf"
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +88,10 @@ def test_short_tags_become_long_form() -> None:
     assert data["f"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
 
 
-def test_routes_are_the_five_functions(template: dict[str, Any]) -> None:
+def test_routes_are_the_six_functions(template: dict[str, Any]) -> None:
     routes = http_routes(template)
     assert {(r.method, r.path, r.function_logical_id, r.code_uri) for r in routes} == EXPECTED_ROUTES
-    assert len(routes) == 5
+    assert len(routes) == 7
     for route in routes:
         assert isinstance(route, Route)
         assert route.handler == "app.lambda_handler"
@@ -114,7 +117,12 @@ def test_table_definitions_follow_the_data_model(template: dict[str, Any]) -> No
     assert sessions.key_schema() == [{"AttributeName": "session_id", "KeyType": "HASH"}]
     assert sessions.ttl_attribute == "ttl"
     assert grants.key_schema() == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    assert grants.ttl_attribute is None
+    assert grants.ttl_attribute == "ttl"  # the webhook's dedupe markers only
+    assert grants.create_table_kwargs["StreamSpecification"] == {
+        "StreamEnabled": True,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    assert "StreamSpecification" not in sessions.create_table_kwargs
     for table in tables.values():
         assert table.create_table_kwargs["BillingMode"] == "PAY_PER_REQUEST"
 
@@ -160,7 +168,7 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "NylasBaseUrl": "http://127.0.0.1:4010",
             **SECRET_ARNS,
         },
-        {"SessionsTable": "sessions-local", "GrantsTable": "grants-local"},
+        {"SessionsTable": "sessions-local", "GrantsTable": "grants-local", "WebhookSecret": WEBHOOK_ARN},
     )
     assert set(env) >= INTERNALS_ENV
     assert env["NYLAS_API"] == "beta"
@@ -173,6 +181,8 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
     assert env["GRANTS_TABLE"] == "grants-local"
     assert env["NYLAS_SECRET_ARN"] == SECRET_ARNS["NylasSecretArn"]
     assert env["API_KEYS_SECRET_ARN"] == SECRET_ARNS["ApiKeysSecretArn"]
+    assert env["WEBHOOK_SECRET_ARN"] == WEBHOOK_ARN
+    assert env["EVENT_BUS_NAME"] == "default"
     assert all(isinstance(v, str) for v in env.values())
 
 
@@ -180,7 +190,7 @@ def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]
     env = function_environment(
         template,
         {"AllowedReturnUrls": "https://app.example.com/done", **SECRET_ARNS},
-        {"SessionsTable": "s", "GrantsTable": "g", "HttpApi": "abc123"},
+        {"SessionsTable": "s", "GrantsTable": "g", "HttpApi": "abc123", "WebhookSecret": WEBHOOK_ARN},
     )
     assert env["PUBLIC_BASE_URL"] == "https://abc123.execute-api.us-east-1.amazonaws.com"
 

@@ -187,7 +187,10 @@ def test_v3_callback_happy_path_one_nylas_call_two_dynamodb_calls(
         "email": "ada@contoso.example",
         "provider": "microsoft",
         "status": "valid",
+        "status_changed_at": "2027-01-15T08:00:00Z",
         "scopes": ["Calendars.ReadWrite", "OnlineMeetings.ReadWrite"],
+        "missing_scopes": [],
+        "teams": "unknown",
         "connected_at": "2027-01-15T08:00:00Z",
         "updated_at": "2027-01-15T08:00:00Z",
     }

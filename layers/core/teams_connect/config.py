@@ -66,6 +66,7 @@ class Settings:
     beta_auth_expires_in: int
     secrets_max_age: int
     nylas_read_timeout_ms: int = 5000
+    webhook_secret_arn: str = ""  # the stack-created secret the setup fills (grant webhooks, v3)
 
     @property
     def nylas_read_timeout(self) -> float:
@@ -122,6 +123,7 @@ class Settings:
             beta_auth_expires_in=_int(get, "BETA_AUTH_EXPIRES_IN", 43200, 61, 1_209_600),
             secrets_max_age=_int(get, "SECRETS_MAX_AGE", 300, 0, 3600),
             nylas_read_timeout_ms=_int(get, "NYLAS_READ_TIMEOUT_MS", 5000, 100, 25000),
+            webhook_secret_arn=_arn(get, "WEBHOOK_SECRET_ARN", required=False),
         )
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from teams_connect import security
+from teams_connect import lifecycle, security
 from teams_connect.config import Settings
 from teams_connect.errors import (
     AccessDenied,
@@ -107,7 +107,10 @@ def grant_json(record: GrantRecord) -> dict[str, Any]:
         "email": record.email,
         "provider": record.provider,
         "status": record.status,
+        "status_changed_at": iso_utc(record.status_changed_at or record.updated_at),
         "scopes": list(record.scopes),
+        "missing_scopes": list(record.missing_scopes),
+        "teams": "unknown",  # the meetings feature keeps this field
         "connected_at": iso_utc(record.connected_at),
         "updated_at": iso_utc(record.updated_at),
     }
@@ -175,6 +178,14 @@ class ConnectFlow:
         record = self.grants.get(security.check_user_id(user_id))
         if record is None:
             raise NotFound("This user has no grant.")
+        # The deployment may require more scopes than when the record was written.
+        status, missing = lifecycle.status_for(
+            lifecycle.VALID if record.status == lifecycle.NEEDS_REAUTH else record.status,
+            record.scopes,
+            lifecycle.required_scopes(self.settings),
+        )
+        if (status, missing) != (record.status, record.missing_scopes):
+            record = replace(record, status=status, missing_scopes=missing)
         return record
 
     def disconnect(self, user_id: str, *, deadline: float | None = None) -> None:
@@ -309,16 +320,21 @@ class ConnectFlow:
         except ConnectError as exc:
             raise end(exc, retryable=False) from None
         now = self.now()
+        status, missing = lifecycle.status_for(
+            lifecycle.VALID, grant.scopes, lifecycle.required_scopes(self.settings)
+        )
         record = GrantRecord(
             user_id=session.user_id,
             grant_id=grant.grant_id,
             email=grant.email,
             provider=grant.provider,
-            status="valid",
+            status=status,
             scopes=grant.scopes,
             connected_at=now,
             updated_at=now,
             flow_started_at=pending.started_at,
+            status_changed_at=now,
+            missing_scopes=missing,
         )
         try:
             self.grants.save(record, session_id=session_id, binding_hash=binding_hash)

@@ -146,9 +146,14 @@ class GrantRecord:
     connected_at: int
     updated_at: int
     flow_started_at: int
+    # Grant lifecycle (teams_connect.lifecycle): when `status` last changed, the required scopes the
+    # grant lacks, and the time of the last Nylas notification applied (newest wins).
+    status_changed_at: int = 0
+    missing_scopes: tuple[str, ...] = ()
+    notified_at: int = 0
 
     def to_item(self) -> dict[str, Any]:
-        return {
+        item: dict[str, Any] = {
             "pk": {"S": f"USER#{self.user_id}"},
             "user_id": {"S": self.user_id},
             "grant_id": {"S": self.grant_id},
@@ -159,7 +164,13 @@ class GrantRecord:
             "connected_at": {"N": str(self.connected_at)},
             "updated_at": {"N": str(self.updated_at)},
             "flow_started_at": {"N": str(self.flow_started_at)},
+            "missing_scopes": {"L": [{"S": x} for x in self.missing_scopes]},
         }
+        if self.status_changed_at:
+            item["status_changed_at"] = {"N": str(self.status_changed_at)}
+        if self.notified_at:
+            item["notified_at"] = {"N": str(self.notified_at)}
+        return item
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> GrantRecord:
@@ -173,6 +184,9 @@ class GrantRecord:
             connected_at=int(item.get("connected_at", {}).get("N", "0")),
             updated_at=int(item.get("updated_at", {}).get("N", "0")),
             flow_started_at=int(item.get("flow_started_at", {}).get("N", "0")),
+            status_changed_at=int(item.get("status_changed_at", {}).get("N", "0")),
+            missing_scopes=tuple(x["S"] for x in item.get("missing_scopes", {}).get("L", [])),
+            notified_at=int(item.get("notified_at", {}).get("N", "0")),
         )
 
 
