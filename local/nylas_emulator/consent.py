@@ -22,6 +22,7 @@ from .common import config_of, page_fail, redirect, store_of, with_query
 from .errors import PageError, html_page
 from .state import AuthCode, Flavour, PendingLogin, new_secret
 from .validation import form_body, is_email, query_one
+from .webhooks import dispatcher_of
 
 DENY_DESCRIPTION = "The user denied the consent request on the Nylas emulator's consent page"
 FORM_PATHS: dict[Flavour, str] = {"v3": "/emulator/consent", "beta": "/connect/login"}
@@ -91,6 +92,7 @@ async def _submit(request: Request, flavour: Flavour) -> Response:
         if not is_email(email):
             return render_form(login, email=email[:320], error="Enter a valid email address.", status=400)
         login.used = True
+        existed = store.grant_by_email(email) is not None
         grant = store.upsert_grant(
             email=email,
             provider=login.provider,
@@ -112,6 +114,10 @@ async def _submit(request: Request, flavour: Flavour) -> Response:
             )
             store.codes[code.code] = code
             params = [("code", code.code)]
+            if existed:
+                dispatcher_of(store).emit("grant.updated", grant, code=25027, reauthentication_flag=True)
+            else:
+                dispatcher_of(store).emit("grant.created", grant)
         else:
             grant.verified = True  # no code exchange in the beta flow
             params = [

@@ -271,7 +271,9 @@ class WebhookService:
             if record is None:
                 logger.info("notification for a grant we do not hold", extra={"grant": _ref(note.grant_id)})
                 return "unknown_grant"
-            if note.time <= max(record.notified_at, record.status_changed_at or record.updated_at):
+            # Newest wins: older than the state we hold (a tie with our own write goes to Nylas's
+            # notification; between notifications, the later time wins strictly).
+            if note.time < (record.status_changed_at or record.updated_at) or note.time <= record.notified_at:
                 if self.store.seen(note.id):
                     return Outcome.DUPLICATE
                 return Outcome.STALE
