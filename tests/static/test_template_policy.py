@@ -221,8 +221,25 @@ def test_secret_arn_variable_not_from_a_parameter_fails(real: Template) -> None:
         res(t, "GetGrantFunction")["Environment"]["Variables"]["API_KEYS_SECRET_ARN"] = "arn:aws:x"
 
     assert policy_secrets(broken(real, breaker)) == [
-        "GetGrantFunction: API_KEYS_SECRET_ARN must be a Ref of a secret ARN parameter"
+        "GetGrantFunction: API_KEYS_SECRET_ARN must be a Ref of a secret ARN parameter or a stack secret"
     ]
+
+
+def test_a_stack_created_secret_must_hold_no_value(real: Template) -> None:
+    def with_value(t: Template) -> None:
+        res(t, "WebhookSecret")["SecretString"] = '{"webhook_secret": "abc"}'
+
+    findings = policy_secrets(broken(real, with_value))
+    assert findings[0] == "WebhookSecret: a stack-created secret must not carry a value in the template"
+    # ... and every statement or variable that uses it is then refused as well.
+    assert any("statement WebhookSecretRead" in f for f in findings)
+
+    def generated(t: Template) -> None:
+        res(t, "WebhookSecret")["GenerateSecretString"] = {}
+
+    assert policy_secrets(broken(real, generated))[0] == (
+        "WebhookSecret: a stack-created secret must not carry a value in the template"
+    )
 
 
 # --------------------------------------------------------------------------- functions
@@ -233,8 +250,9 @@ def test_api_function_timeout_of_29_seconds_or_more_fails(sam: Template) -> None
         t["Globals"]["Function"]["Timeout"] = 29
 
     findings = policy_functions(broken_sam(sam, breaker))
-    # The five route functions; the custom resource function (120 s, not behind API Gateway) is exempt.
-    assert len(findings) == 5
+    # The six route functions; the custom resource (120 s) and the stream publisher (30 s) are not
+    # behind API Gateway and are exempt.
+    assert len(findings) == 6
     assert all("Timeout 29 must be a number < 29 s" in f for f in findings)
 
 
@@ -243,7 +261,7 @@ def test_reserved_concurrency_not_configurable_fails(sam: Template) -> None:
         del t["Globals"]["Function"]["ReservedConcurrentExecutions"]
 
     findings = policy_functions(broken_sam(sam, breaker))
-    assert len(findings) == 5
+    assert len(findings) == 6
     assert all("ReservedConcurrentExecutions must be set from a Number parameter" in f for f in findings)
 
 
