@@ -1,6 +1,8 @@
 """`Custom::NylasSetup`: sets up the Nylas side at deploy time (CloudFormation custom resource).
 
-Create  → ensure the Microsoft connector (v3) / integration (beta) and register our callback URI.
+Create  → ensure the Microsoft connector (v3) / integration (beta) and register our callback URI; v3
+          with `WebhookUrl` + `WebhookSecretArn`: also the grant-notification webhook, its secret stored
+          in that secret (the template makes this resource wait for the webhook route).
 Update  → the same, re-sending the Azure settings with the client secret (a secret cannot be compared,
           so every CloudFormation Update pushes it; change `SecretVersion` to force one after a rotation).
           When only the callback URL changed, the old callback URI is then removed (best effort).
@@ -38,15 +40,19 @@ try:
         DEFAULT_SCOPES,
         Credentials,
         OnDelete,
+        SecretsManagerStore,
         SetupError,
         SetupReport,
         SetupSpec,
+        WebhookSpec,
         ensure_nylas_side,
+        ensure_webhook_side,
         load_credentials,
         physical_resource_id,
         redact,
         resolve_base_url,
         teardown_nylas_side,
+        teardown_webhook_side,
     )
 except Exception as exc:  # every request is then answered FAILED with this reason
     helper.init_failure(exc)
@@ -66,6 +72,8 @@ KNOWN_PROPERTIES = frozenset(
         "IntegrationName",
         "ExpiresIn",
         "SecretVersion",
+        "WebhookUrl",
+        "WebhookSecretArn",
     }
 )
 
@@ -143,6 +151,13 @@ def parse_properties(props: Mapping[str, Any]) -> Properties:
     )
 
 
+def _webhook(props: Mapping[str, Any]) -> WebhookSpec | None:
+    url, arn = _text(props, "WebhookUrl"), _text(props, "WebhookSecretArn")
+    if not url and not arn:
+        return None
+    return WebhookSpec(url=url, secret_arn=arn)
+
+
 @dataclass
 class _Vault:
     """Loads credentials and remembers their values, to redact anything that is reported."""
@@ -181,6 +196,12 @@ def _ensure(event: Mapping[str, Any], vault: _Vault, *, push_secret: bool) -> st
     credentials = vault.load(props.nylas_secret_arn, props.azure_secret_arn)
     report = ensure_nylas_side(props.spec, credentials, push_secret=push_secret)
     _log(report)
+    webhook = _webhook(event.get("ResourceProperties") or {})
+    if webhook is not None:  # v3: the grant-notification destination + its secret (setup/webhook.py)
+        import boto3
+
+        store = SecretsManagerStore(boto3.client("secretsmanager"))
+        _log(ensure_webhook_side(props.spec, credentials, webhook, store))
     helper.Data.update(
         {
             "Flavour": props.spec.flavour,
@@ -240,6 +261,9 @@ def delete(event: Mapping[str, Any], context: Any) -> None:
     def work(vault: _Vault) -> None:
         credentials = vault.load(props.nylas_secret_arn, None)
         _log(teardown_nylas_side(props.spec, credentials, on_delete=props.on_delete))
+        webhook = _webhook(event.get("ResourceProperties") or {})
+        if webhook is not None:  # nothing else will answer at this URL
+            _log(teardown_webhook_side(props.spec, credentials, webhook.url))
 
     if props.on_delete == "Remove":
         _safely(work)
