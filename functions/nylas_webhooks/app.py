@@ -17,6 +17,7 @@ from teams_connect.store import dynamodb_client
 from teams_connect.webhook_store import NotificationStore
 from teams_connect.webhooks import WebhookService
 
+ROUTES = ("GET /nylas/webhooks", "POST /nylas/webhooks")  # template.yaml; checked by tests/contract
 settings = get_settings()
 secrets_provider()
 service = WebhookService(
