@@ -61,6 +61,8 @@ OPERATIONS = [
     ("/v1/grants/{user_id}", "DELETE"),
     ("/connect/start", "GET"),
     ("/connect/callback", "GET"),
+    ("/nylas/webhooks", "GET"),
+    ("/nylas/webhooks", "POST"),
 ]
 
 
