@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from teams_connect import lifecycle
 from teams_connect.errors import ConnectError
 from teams_connect.observability import logger, metrics
@@ -232,8 +234,6 @@ class WebhookService:
             return _json(503, "upstream_unavailable", "Temporarily unavailable; retry later.")
 
     def _count(self, metric: str) -> None:
-        from aws_lambda_powertools.metrics import MetricUnit
-
         metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
 
     def _verified(self, headers: Mapping[str, str], body: bytes) -> bool:
