@@ -204,3 +204,23 @@ def test_function_environment_refuses_what_it_cannot_resolve(template: dict[str,
         function_environment(template, {"NylasApi": "v2"}, {})
     with pytest.raises(ValueError, match="unknown"):
         function_environment(template, {"NoSuchParameter": "x"}, {})
+
+
+def test_the_nylas_setup_waits_for_the_webhook_route(template: dict[str, Any]) -> None:
+    """Nylas runs the challenge during POST /v3/webhooks: the route must serve before the setup runs."""
+    from local.lint_template import translate
+
+    setup = template["Resources"]["NylasSetup"]
+    translated = translate(template)["Resources"]
+    for dependency in setup["DependsOn"]:
+        assert dependency in translated, dependency
+    permission = translated["NylasWebhooksFunctionNylasWebhooksChallengePermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "NylasWebhooksFunction"}
+    assert "HttpApiApiGatewayDefaultStage" in setup["DependsOn"]
+    assert setup["Properties"]["WebhookSecretArn"] == {"Ref": "WebhookSecret"}
+    stream = translated["GrantEventsFunctionGrantsStream"]["Properties"]
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["EventSourceArn"] == {"Fn::GetAtt": ["GrantsTable", "StreamArn"]}
+    assert template["Resources"]["GrantsTable"]["Properties"]["StreamSpecification"] == {
+        "StreamViewType": "NEW_AND_OLD_IMAGES"
+    }

@@ -358,3 +358,36 @@ def test_timeout_still_answers(app: ModuleType, cfn: Responses, secrets: dict[st
     first = cfn.sent[0][3]
     assert first["Status"] == "FAILED"
     assert first["Reason"] == "Execution timed out"
+
+
+def test_v3_with_webhook_properties_sets_up_the_webhook_after_the_connector(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], v3: FakeV3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arn = secrets["client"].create_secret(Name=f"wh-{time.monotonic_ns()}", SecretString="{}")["ARN"]
+    calls: list[tuple[str, Any, Any]] = []
+
+    def ensure(spec: Any, credentials: Any, webhook: Any, store: Any) -> Any:
+        assert v3.connector is not None  # the connector first
+        calls.append(("ensure", webhook, store.read(webhook.secret_arn)))
+        return app.SetupReport("v3", spec.base_url, False, ())
+
+    def teardown(spec: Any, credentials: Any, url: str) -> Any:
+        calls.append(("teardown", url, None))
+        return app.SetupReport("v3", spec.base_url, False, ())
+
+    monkeypatch.setattr(app, "ensure_webhook_side", ensure)
+    monkeypatch.setattr(app, "teardown_webhook_side", teardown)
+    url = "https://api.example.com/nylas/webhooks"
+    props = {"WebhookUrl": url, "WebhookSecretArn": arn}
+    assert run(app, cfn, event("create", secrets, **props))["Status"] == "SUCCESS"
+    assert calls == [("ensure", app.WebhookSpec(url=url, secret_arn=arn), {})]
+    assert run(app, cfn, event("delete", secrets, **props))["Status"] == "SUCCESS"
+    assert calls[-1] == ("teardown", url, None)
+    calls.clear()
+    assert run(app, cfn, event("create", secrets))["Status"] == "SUCCESS"  # no webhook properties
+    assert calls == []
+    bad = run(
+        app, cfn, event("create", secrets, WebhookUrl="http://evil.example.com/x", WebhookSecretArn=arn)
+    )
+    assert bad["Status"] == "FAILED"
+    assert "webhook URL must use https" in bad["Reason"]
