@@ -239,6 +239,13 @@ def test_an_older_notification_never_overwrites_a_newer_state(aws: Aws) -> None:
         "status": "stale"
     }
     assert record(aws, "u2").status == "valid"
+    # In the same second as our own write (the callback that stored the connection): stale too.
+    assert json.loads(svc.handle(post(note("grant.expired", T0 + 200, grant_id="g-2"))).body) == {
+        "status": "stale"
+    }
+    assert json.loads(svc.handle(post(note("grant.expired", T0 + 201, grant_id="g-2"))).body) == {
+        "status": "applied"
+    }
 
 
 def test_unknown_grant_is_acknowledged_and_logged_without_pii(

@@ -271,9 +271,10 @@ class WebhookService:
             if record is None:
                 logger.info("notification for a grant we do not hold", extra={"grant": _ref(note.grant_id)})
                 return "unknown_grant"
-            # Newest wins: older than the state we hold (a tie with our own write goes to Nylas's
-            # notification; between notifications, the later time wins strictly).
-            if note.time < (record.status_changed_at or record.updated_at) or note.time <= record.notified_at:
+            # Newest wins, strictly: a notification not later than the state we hold (our own write,
+            # e.g. the callback that stored this connection, or a notification already applied) is
+            # stale. Nylas's times are whole seconds: one in the same second as our write loses.
+            if note.time <= max(record.status_changed_at or record.updated_at, record.notified_at):
                 if self.store.seen(note.id):
                     return Outcome.DUPLICATE
                 return Outcome.STALE
