@@ -41,6 +41,8 @@ def banner(stack: Stack) -> str:
             f"  Nylas emulator (consent page there):  {stack.emulator_url}",
             f"  moto (DynamoDB, Secrets Manager):     {stack.moto_url}",
             f"  Callback URL registered at Nylas:     {stack.callback_url}",
+            f"  Lifecycle events (demo, live):        {stack.demo_url}/events/live",
+            f"  Lifecycle events (JSON):              {stack.demo_url}/events",
             "",
             f"  Local API key: {stack.api_key}",
             "",
@@ -49,6 +51,11 @@ def banner(stack: Stack) -> str:
             f"       -H 'Authorization: Bearer {stack.api_key}' -H 'Content-Type: application/json' \\",
             f'       -d \'{{"user_id": "demo-user", "return_to": "{stack.demo_url}/return"}}\'',
             "  then open the connect_url it returns in a browser.",
+            "",
+            "Grant lifecycle (v3): expire a grant as Nylas would, and watch the demo's events page:",
+            f"  curl -s -X POST {stack.emulator_url}/_emulator/grants/<grant_id>/status \\",
+            "       -H 'Content-Type: application/json' -d '{\"status\": \"invalid\"}'",
+            "  then connect again from the demo page: the grant is valid again (Grant Reconnected).",
             "",
             "Ctrl-C stops everything.",
             "",
@@ -91,6 +98,7 @@ def main() -> int:
                 "emulator": stack.emulator_url,
                 "demo": stack.demo_url,
                 "moto": stack.moto_url,
+                "eventbridge": stack.eventbridge_url,
             }
             partial = Path(ready_file).with_suffix(".partial")
             partial.write_text(json.dumps(urls), encoding="utf-8")

@@ -5,6 +5,11 @@ the real handlers) and the demo SaaS page. `python -m local.run` (make run) and 
         auth = {"authorization": f"Bearer {stack.api_key}"}
         httpx.post(stack.gateway_url + "/v1/sessions", headers=auth, json={"user_id": "u1"})
 
+Grant lifecycle: the grants table's stream in moto is polled (local/streams.py) into the real
+`grant_events` handler, whose EventBridge client is pointed at a local stand-in (local/eventbridge.py)
+that delivers to the demo app (`GET <demo>/events`). The Nylas webhook destination is created only
+once the gateway serves `/nylas/webhooks` (the emulator runs the challenge during the create call).
+
 The functions' environment is resolved from template.yaml (`Globals.Function.Environment`) with local
 parameter values and written into os.environ (handlers read their configuration from there, once per
 "container", i.e. per process); `stop()` restores the previous environment.
@@ -33,8 +38,9 @@ from local.aws import (
     local_aws_environment,
     start_local_aws,
 )
-from local.gateway import API_ID, create_app
-from local.template import function_environment, load_template
+from local.eventbridge import LocalEventBridge
+from local.gateway import API_ID, ModuleHandlerLoader, create_app, make_context
+from local.template import Route, function_environment, load_template
 
 LOG = logging.getLogger("local.stack")
 
@@ -50,6 +56,9 @@ class Stack:
     environment: dict[str, str]
     table_names: dict[str, str]
     secret_arns: dict[str, str]
+    eventbridge: LocalEventBridge | None = None
+    eventbridge_url: str = ""
+    webhook_secret_arn: str = ""
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -178,6 +187,76 @@ def setup_nylas_side(
     return list(report.lines())
 
 
+def setup_webhook(
+    *,
+    nylas_base_url: str,
+    webhook_url: str,
+    webhook_secret_arn: str,
+    secret_arns: Mapping[str, str],
+    moto_url: str,
+    tenant: str = "common",
+) -> list[str]:
+    """v3: the grant-notification webhook at `webhook_url` (which must already serve the challenge),
+    its secret stored in the stack's webhook secret: the same code as the custom resource."""
+    _ensure_layer_on_path()
+    import boto3
+
+    from teams_connect.setup import (
+        DEFAULT_SCOPES,
+        SecretsManagerStore,
+        SetupSpec,
+        WebhookSpec,
+        ensure_webhook_side,
+        load_credentials,
+    )
+
+    secretsmanager = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_url,
+        region_name=REGION,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    spec = SetupSpec(
+        flavour="v3",
+        base_url=nylas_base_url,
+        tenant=tenant,
+        callback_url=webhook_url,
+        scopes=DEFAULT_SCOPES["v3"],
+    )
+    credentials = load_credentials(secret_arns["NylasSecretArn"], None, secretsmanager)
+    report = ensure_webhook_side(
+        spec,
+        credentials,
+        WebhookSpec(url=webhook_url, secret_arn=webhook_secret_arn),
+        SecretsManagerStore(secretsmanager),
+    )
+    return list(report.lines())
+
+
+def _start_grant_events(moto_url: str, table: str) -> Callable[[], None]:
+    """The stream → `functions/grant_events` mapping, locally (one invocation at a time, as Lambda)."""
+    from local.gateway import _one_at_a_time
+    from local.streams import StreamPoller
+
+    route = Route(
+        method="",
+        path="",
+        function_logical_id="GrantEventsFunction",
+        code_uri="functions/grant_events/",
+        handler="app.lambda_handler",
+        timeout=30,
+    )
+    handler = ModuleHandlerLoader()(route)
+    poller = StreamPoller(
+        moto_url,
+        table,
+        lambda event, context: _one_at_a_time(handler, event, context),
+        lambda: make_context(route),
+    ).start()
+    return poller.stop
+
+
 def _ensure_layer_on_path() -> None:
     layer = str(Path(__file__).resolve().parent.parent / "layers" / "core")
     if layer not in sys.path:
@@ -240,6 +319,21 @@ def start_stack(
 
         aws = start_local_aws(host=host, port=moto_port, template=template, api_key=api_key)
         stops.append(aws.stop)
+        webhook_secret_arn = str(
+            aws.client("secretsmanager").create_secret(Name="teams-connect/local/webhook", SecretString="{}")[
+                "ARN"
+            ]
+        )
+
+        # The lifecycle events: a local EventBridge whose one target is the demo app's event log.
+        from local.demo import EventLog
+
+        event_log = EventLog()
+        eventbridge = LocalEventBridge(targets=[event_log.add])
+        eventbridge_sock = bind_socket(host, 0)
+        stops.append(eventbridge_sock.close)
+        served_eventbridge = serve_app(eventbridge.app(), eventbridge_sock, name="eventbridge")
+        stops.append(served_eventbridge.stop)
 
         emulator_url, stop_emulator = _emulator(host, emulator_port)
         stops.append(stop_emulator)
@@ -254,13 +348,16 @@ def start_stack(
             **aws.secret_arns,
             **(parameter_overrides or {}),
         }
-        resolved = {**aws.table_names, "HttpApi": API_ID}
+        resolved = {**aws.table_names, "HttpApi": API_ID, "WebhookSecret": webhook_secret_arn}
         environment = {
             **function_environment(template, parameter_values, resolved),
             **local_aws_environment(aws.url),
             # No X-Ray daemon locally.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # botocore's per-service endpoint: the publisher's EventBridge client → the local stand-in.
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": socket_url(eventbridge_sock),
         }
+        eventbridge.bus = environment.get("EVENT_BUS_NAME") or "default"
         # Before anything of the layer is imported here (the setup module, later the handlers):
         # Powertools and the handlers read their configuration once, at import, as in a container.
         os.environ.update(environment)
@@ -278,7 +375,18 @@ def start_stack(
 
         gateway = serve_app(create_app(template), gateway_sock, name="gateway")
         stops.append(gateway.stop)
-        demo = serve_app(create_demo_app(gateway_url, api_key, demo_url), demo_sock, name="demo")
+        stops.append(_start_grant_events(aws.url, aws.table_names["GrantsTable"]))
+        if nylas_api == "v3":  # after the gateway serves: Nylas runs the challenge during the create
+            for line in setup_webhook(
+                nylas_base_url=emulator_url,
+                webhook_url=f"{environment['PUBLIC_BASE_URL']}/nylas/webhooks",
+                webhook_secret_arn=webhook_secret_arn,
+                secret_arns=aws.secret_arns,
+                moto_url=aws.url,
+                tenant=environment["AZURE_TENANT"],
+            ):
+                LOG.info("nylas setup: %s", line)
+        demo = serve_app(create_demo_app(gateway_url, api_key, demo_url, event_log), demo_sock, name="demo")
         stops.append(demo.stop)
     except BaseException:
         for stop in reversed(stops):
@@ -298,5 +406,8 @@ def start_stack(
         environment=environment,
         table_names=dict(aws.table_names),
         secret_arns=dict(aws.secret_arns),
+        eventbridge=eventbridge,
+        eventbridge_url=socket_url(eventbridge_sock),
+        webhook_secret_arn=webhook_secret_arn,
         _stops=stops,
     )

@@ -163,6 +163,12 @@ def table_definitions(template: Template) -> dict[str, TableDefinition]:
         }
         if billing == "PROVISIONED":
             kwargs["ProvisionedThroughput"] = props["ProvisionedThroughput"]
+        stream = props.get("StreamSpecification")
+        if stream:
+            kwargs["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": stream["StreamViewType"],
+            }
         for index_kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
             indexes = props.get(index_kind)
             if indexes:

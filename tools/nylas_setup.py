@@ -5,11 +5,15 @@
         --nylas-secret-arn arn:aws:secretsmanager:…:secret:teams-connect/nylas-AbCdEf \\
         --azure-secret-arn arn:aws:secretsmanager:…:secret:teams-connect/azure-AbCdEf [--dry-run]
 
+v3 with --webhook-secret-arn (the stack's WebhookSecretArn output): also the grant-notification webhook
+at --webhook-url (default $PUBLIC_BASE_URL/nylas/webhooks), its secret stored in that secret;
+--rotate-webhook-secret rotates it (POST /v3/webhooks/rotate-secret/{id}).
+
 Credentials come from Secrets Manager through boto3's default credential chain (AWS_PROFILE,
 AWS_REGION, AWS_ENDPOINT_URL for a local moto all work). Defaults come from the functions' environment
 variable names (NYLAS_API, NYLAS_REGION, NYLAS_BASE_URL, AZURE_TENANT, PUBLIC_BASE_URL, NYLAS_SECRET_ARN,
-AZURE_SECRET_ARN, NYLAS_SCOPES). One line per action on stdout; errors on stderr; exit 0 on success,
-1 on a setup error, 2 on bad usage.
+AZURE_SECRET_ARN, NYLAS_SCOPES, WEBHOOK_SECRET_ARN). One line per action on stdout; errors on stderr;
+exit 0 on success, 1 on a setup error, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ except ImportError:  # run from a checkout without PYTHONPATH=layers/core
 
 from teams_connect.setup import (
     DEFAULT_SCOPES,
+    SecretsManagerStore,
     SetupError,
     SetupReport,
     SetupSpec,
+    WebhookSpec,
     ensure,
+    ensure_webhook_side,
+    load_credentials,
     resolve_base_url,
     teardown,
+    teardown_webhook_side,
 )
 
 
@@ -70,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--push-secret",
         action="store_true",
         help="re-send the Azure settings with the client secret (after a rotation; it cannot be compared)",
+    )
+    parser.add_argument(
+        "--webhook-url",
+        default=f"{public}/nylas/webhooks" if public else None,
+        help="v3: this deployment's /nylas/webhooks URL (default: $PUBLIC_BASE_URL/nylas/webhooks)",
+    )
+    parser.add_argument(
+        "--webhook-secret-arn",
+        default=env("WEBHOOK_SECRET_ARN") or None,
+        help="v3: the secret that receives the webhook secret (stack output WebhookSecretArn)",
+    )
+    parser.add_argument(
+        "--rotate-webhook-secret",
+        action="store_true",
+        help="v3: rotate the webhook secret and store the new one",
     )
     parser.add_argument("--teardown", action="store_true", help="undo: remove our callback URI")
     parser.add_argument(
@@ -132,11 +156,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dry_run=args.dry_run,
                 push_secret=args.push_secret,
             )
+        webhook = _webhook_report(args, spec)
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     _print(report, sys.stdout)
+    for line in webhook.lines() if webhook else []:
+        print(line, file=sys.stdout)
     return 0
+
+
+def _webhook_report(args: argparse.Namespace, spec: SetupSpec) -> SetupReport | None:
+    """v3 with a webhook secret ARN: the webhook destination (after the connector, never before)."""
+    if spec.flavour != "v3" or not args.webhook_secret_arn:
+        return None
+    if not args.webhook_url:
+        raise SetupError("--webhook-url (or PUBLIC_BASE_URL) is needed with --webhook-secret-arn")
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    credentials = load_credentials(args.nylas_secret_arn, None, client)
+    if args.teardown:
+        return teardown_webhook_side(spec, credentials, args.webhook_url, dry_run=args.dry_run)
+    target = WebhookSpec(url=args.webhook_url, secret_arn=args.webhook_secret_arn)
+    return ensure_webhook_side(
+        spec,
+        credentials,
+        target,
+        SecretsManagerStore(client),
+        dry_run=args.dry_run,
+        rotate=args.rotate_webhook_secret,
+    )
 
 
 if __name__ == "__main__":

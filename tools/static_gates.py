@@ -15,7 +15,8 @@ Three gates; the process exits 1 with the list of findings if any gate finds som
    the checks the project relies on (REQUIRED_CHECKOV_PASSES) must have run and passed.
 3. The project's own template policy (POLICY_CHECKS), on the translated template: sessions TTL, PITR
    and SSE with the template's KMS key on both tables, no wildcard IAM for DynamoDB / Secrets
-   Manager, secrets only by ARN parameter, API Gateway throttling, API function timeouts < 29 s,
+   Manager, secrets only by ARN parameter (or a stack-created secret without a value), API Gateway
+   throttling, API function timeouts < 29 s,
    reserved concurrency configurable.
 
 bandit and checkov run in parallel subprocesses while the policy checks run here.
@@ -473,6 +474,16 @@ def policy_secrets(template: dict[str, Any]) -> list[str]:
             findings.append(f"parameter {name}: looks like a secret value; pass the secret's ARN instead")
         elif "SecretArn" in name and name not in arn_parameters:
             findings.append(f"parameter {name}: needs an AllowedPattern that only admits secretsmanager ARNs")
+    # A secret the stack creates itself (the Nylas webhook secret, filled by the setup) is allowed when
+    # the template holds no value for it: no SecretString other than "{}", no generated value.
+    stack_secrets = set()
+    for name, secret in _resources(template, "AWS::SecretsManager::Secret").items():
+        props = secret.get("Properties") or {}
+        if props.get("SecretString", "{}") == "{}" and "GenerateSecretString" not in props:
+            stack_secrets.add(name)
+        else:
+            findings.append(f"{name}: a stack-created secret must not carry a value in the template")
+    arn_parameters = arn_parameters | stack_secrets
     for where, statement in _statements(template):
         actions = [str(a) for a in _as_list(statement.get("Action") or [])]
         if not any(a.lower().startswith("secretsmanager:") for a in actions):
@@ -489,7 +500,9 @@ def policy_secrets(template: dict[str, Any]) -> list[str]:
         for name, value in variables.items():
             if name.endswith("_SECRET_ARN"):
                 if not (isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in arn_parameters):
-                    findings.append(f"{logical_id}: {name} must be a Ref of a secret ARN parameter")
+                    findings.append(
+                        f"{logical_id}: {name} must be a Ref of a secret ARN parameter or a stack secret"
+                    )
             elif _SECRET_VALUE_NAME.search(name) and not name.endswith(("_ARN", "_MAX_AGE", "_EXPIRES_IN")):
                 findings.append(f"{logical_id}: environment variable {name} looks like a secret value")
     return findings

@@ -1,6 +1,8 @@
 """`Custom::NylasSetup`: sets up the Nylas side at deploy time (CloudFormation custom resource).
 
-Create  → ensure the Microsoft connector (v3) / integration (beta) and register our callback URI.
+Create  → ensure the Microsoft connector (v3) / integration (beta) and register our callback URI; v3
+          with `WebhookUrl` + `WebhookSecretArn`: also the grant-notification webhook, its secret stored
+          in that secret (the template makes this resource wait for the webhook route).
 Update  → the same, re-sending the Azure settings with the client secret (a secret cannot be compared,
           so every CloudFormation Update pushes it; change `SecretVersion` to force one after a rotation).
           When only the callback URL changed, the old callback URI is then removed (best effort).
@@ -49,15 +51,19 @@ try:
         DEFAULT_SCOPES,
         Credentials,
         OnDelete,
+        SecretsManagerStore,
         SetupError,
         SetupReport,
         SetupSpec,
+        WebhookSpec,
         ensure_nylas_side,
+        ensure_webhook_side,
         load_credentials,
         physical_resource_id,
         redact,
         resolve_base_url,
         teardown_nylas_side,
+        teardown_webhook_side,
     )
     from teams_connect.setup.models import default_base_url
 except Exception as exc:  # every request is then answered FAILED with this reason
@@ -78,6 +84,8 @@ KNOWN_PROPERTIES = frozenset(
         "IntegrationName",
         "ExpiresIn",
         "SecretVersion",
+        "WebhookUrl",
+        "WebhookSecretArn",
     }
 )
 
@@ -117,6 +125,8 @@ class Configured:
     azure_secret_arn: str
     callback_url: str
     stack_id: str
+    webhook_url: str = ""
+    webhook_secret_arn: str = ""
 
 
 def configured(env: Mapping[str, str] | None = None) -> Configured:
@@ -138,6 +148,8 @@ def configured(env: Mapping[str, str] | None = None) -> Configured:
         azure_secret_arn=e["AZURE_SECRET_ARN"].strip(),
         callback_url=e["PUBLIC_BASE_URL"].strip().rstrip("/") + "/connect/callback",
         stack_id=e["STACK_ID"].strip(),
+        webhook_url=e["PUBLIC_BASE_URL"].strip().rstrip("/") + "/nylas/webhooks",
+        webhook_secret_arn=e.get("WEBHOOK_SECRET_ARN", "").strip(),
     )
 
 
@@ -250,6 +262,25 @@ def parse_properties(props: Mapping[str, Any]) -> Properties:
     )
 
 
+def _webhook(props: Mapping[str, Any], conf: Configured) -> WebhookSpec | None:
+    """The webhook destination, only ever the configured one: a forged URL would have Nylas send
+    grant notifications elsewhere, a forged ARN would have its secret written elsewhere."""
+    url, arn = _text(props, "WebhookUrl"), _text(props, "WebhookSecretArn")
+    if not url and not arn:
+        return None
+    differ = [
+        name
+        for name, given, expected in (
+            ("WebhookUrl", url, conf.webhook_url),
+            ("WebhookSecretArn", arn, conf.webhook_secret_arn),
+        )
+        if given != expected
+    ]
+    if differ:
+        raise SetupError(f"properties differ from the function's configuration: {', '.join(differ)}")
+    return WebhookSpec(url=url, secret_arn=arn)
+
+
 @dataclass
 class _Vault:
     """Loads credentials and remembers their values, to redact anything that is reported."""
@@ -288,9 +319,15 @@ def _ensure(event: Mapping[str, Any], vault: _Vault, *, push_secret: bool) -> st
     check_stack(event, conf)
     props = parse_properties(event.get("ResourceProperties") or {})
     check_current(props, conf)
+    webhook = _webhook(event.get("ResourceProperties") or {}, conf)
     credentials = vault.load(props.nylas_secret_arn, props.azure_secret_arn)
     report = ensure_nylas_side(props.spec, credentials, push_secret=push_secret)
     _log(report)
+    if webhook is not None:  # v3: the grant-notification destination + its secret (setup/webhook.py)
+        import boto3
+
+        store = SecretsManagerStore(boto3.client("secretsmanager"))
+        _log(ensure_webhook_side(props.spec, credentials, webhook, store))
     helper.Data.update(
         {
             "Flavour": props.spec.flavour,
@@ -347,6 +384,7 @@ def delete(event: Mapping[str, Any], context: Any) -> None:
         check_stack(event, conf)
         props = parse_properties(event.get("ResourceProperties") or {})
         check_previous(props, conf)
+        webhook = _webhook(event.get("ResourceProperties") or {}, conf)
     except SetupError as exc:
         logger.warning("Delete of %s: properties unusable (%s), nothing undone", physical_id, exc)
         return None
@@ -354,6 +392,8 @@ def delete(event: Mapping[str, Any], context: Any) -> None:
     def work(vault: _Vault) -> None:
         credentials = vault.load(props.nylas_secret_arn, None)
         _log(teardown_nylas_side(props.spec, credentials, on_delete=props.on_delete))
+        if webhook is not None:  # nothing else will answer at this URL
+            _log(teardown_webhook_side(props.spec, credentials, webhook.url))
 
     if props.on_delete == "Remove":
         _safely(work)

@@ -6,21 +6,27 @@ on return `GET /v1/grants/{user_id}`; `DELETE /v1/grants/{user_id}` to disconnec
 Teams meeting" calls `POST /v1/users/{user_id}/meetings` (with an Idempotency-Key minted when the form
 is shown, so a double submit books one meeting) and shows the join link.
 
+It also receives teams-connect's lifecycle events (the local EventBridge stand-in delivers them to
+`EventLog.add`, as a rule on `source: teams-connect` would): `GET /events` lists them as JSON
+`{"events": [{"detail_type", "detail"}, …]}` oldest first, and `/events/live` shows them as they come.
+
 The user id travels in the return URL's query only because this demo has no login of its own; a real
 app takes it from its own session.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from html import escape
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 DEFAULT_USER_ID = "demo-user"
@@ -54,6 +60,54 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+class EventLog:
+    """The lifecycle events this app received, oldest first (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._events.append({"detail_type": event.get("detail_type"), "detail": event.get("detail")})
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(e) for e in self._events]
+
+
+# The live page's script: polls GET /events and redraws the list (served from this origin: CSP 'self').
+_EVENTS_JS = """
+async function refresh() {
+  try {
+    const answer = await fetch('/events', {cache: 'no-store'});
+    const data = await answer.json();
+    const list = document.getElementById('events');
+    list.replaceChildren(...data.events.map((e) => {
+      const item = document.createElement('li');
+      item.className = 'event';
+      item.textContent = e.detail_type + ': ' + e.detail.status + ' (' + e.detail.user_id + ', '
+        + e.detail.occurred_at + ')';
+      return item;
+    }));
+    document.getElementById('count').textContent = String(data.events.length);
+  } catch (err) { /* the next poll tries again */ }
+}
+refresh();
+setInterval(refresh, 500);
+"""
+
+
+def _events_list(events: list[dict[str, Any]]) -> str:
+    items = "".join(
+        f'<li class="event">{escape(str(e["detail_type"]))}: {escape(str((e["detail"] or {}).get("status")))}'
+        f" ({escape(str((e['detail'] or {}).get('user_id')))}, "
+        f"{escape(str((e['detail'] or {}).get('occurred_at')))})</li>"
+        for e in events
+    )
+    return f'<h2>Lifecycle events (<span id="count">{len(events)}</span>)</h2><ul id="events">{items}</ul>'
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -106,9 +160,16 @@ def _error_code(response: httpx.Response) -> str:
         return f"http_{response.status_code}"
 
 
-def create_app(api_url: str, api_key: str, public_url: str = "http://127.0.0.1:8000") -> Starlette:
-    """The demo app; `api_url` is teams-connect's base URL, `public_url` this app's own origin."""
+def create_app(
+    api_url: str,
+    api_key: str,
+    public_url: str = "http://127.0.0.1:8000",
+    events: EventLog | None = None,
+) -> Starlette:
+    """The demo app; `api_url` is teams-connect's base URL, `public_url` this app's own origin,
+    `events` where the lifecycle events arrive (the stack's local EventBridge adds to it)."""
     api_url = api_url.rstrip("/")
+    log = events if events is not None else EventLog()
     public_url = public_url.rstrip("/")
     auth = {"authorization": f"Bearer {api_key}"}
 
@@ -117,7 +178,8 @@ def create_app(api_url: str, api_key: str, public_url: str = "http://127.0.0.1:8
 
     async def index(request: Request) -> Response:
         user_id = request.query_params.get("user_id", DEFAULT_USER_ID)
-        return _page("Connect your calendar", _connect_form(user_id))
+        live = '<p><a href="/events/live">Watch the lifecycle events live</a></p>'
+        return _page("Connect your calendar", _connect_form(user_id) + live + _events_list(log.all()))
 
     async def connect(request: Request) -> Response:
         form = await request.form()
@@ -156,9 +218,13 @@ def create_app(api_url: str, api_key: str, public_url: str = "http://127.0.0.1:8
                 data = grant.json()
                 body = (
                     '<p id="result" class="ok">Connected: '
-                    f'<span id="mailbox">{escape(str(data.get("email", "")))}</span></p>'
+                    f'<span id="mailbox">{escape(str(data.get("email", "")))}</span>, status '
+                    f'<span id="status">{escape(str(data.get("status", "")))}</span></p>'
                     f"<p><small>user id {escape(user_id)}, provider {escape(str(data.get('provider', '')))}"
-                    "</small></p>" + _schedule_form(user_id) + _disconnect_form(user_id)
+                    "</small></p>"
+                    + _schedule_form(user_id)
+                    + _disconnect_form(user_id)
+                    + '<p><a href="/events/live">Lifecycle events</a></p>'
                 )
                 return _page("Microsoft Teams connected", body)
             code = _error_code(grant)
@@ -228,8 +294,33 @@ def create_app(api_url: str, api_key: str, public_url: str = "http://127.0.0.1:8
         )
         return _page("Disconnect failed", body, 502 if deleted.status_code >= 500 else 200)
 
+    async def list_events(request: Request) -> Response:
+        return JSONResponse({"events": log.all()}, headers={"Cache-Control": "no-store"})
+
+    async def live_events(request: Request) -> Response:
+        page = _page(
+            "Lifecycle events",
+            _events_list(log.all()) + '<script src="/events/live.js"></script>'
+            '<p><a href="/">Back to the demo</a></p>',
+        )
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        )
+        return page
+
+    async def live_script(request: Request) -> Response:
+        return Response(
+            _EVENTS_JS,
+            media_type="text/javascript",
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
+
     return Starlette(
         routes=[
+            Route("/events", list_events, methods=["GET"]),
+            Route("/events/live", live_events, methods=["GET"]),
+            Route("/events/live.js", live_script, methods=["GET"]),
             Route("/", index, methods=["GET"]),
             Route("/connect", connect, methods=["POST"]),
             Route("/return", returned, methods=["GET"]),

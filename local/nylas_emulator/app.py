@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import beta, consent, control, v3_api, v3_auth
+from . import beta, consent, control, v3_api, v3_auth, webhooks
 from .config import EmulatorConfig
 from .errors import V3_TYPE_BY_STATUS, EmulatorError, v3_error_response
 from .faults import DropConnection, EmulatorMiddleware, install_log_filter
@@ -62,6 +62,8 @@ def _routes() -> list[Route]:
         Route("/connect/grants", beta.list_grants, methods=["GET"]),
         Route("/connect/grants/{grant_id}", beta.get_grant, methods=["GET"]),
         Route("/connect/grants/{grant_id}", beta.delete_grant, methods=["DELETE"]),
+        # v3 webhooks (+ their control routes)
+        *webhooks.routes(),
         # control
         *control.routes(),
     ]

@@ -22,6 +22,7 @@ from .common import PERSONAL_MICROSOFT_DOMAINS, config_of, page_fail, redirect, 
 from .errors import PageError, html_page
 from .state import AuthCode, Flavour, PendingLogin, new_secret
 from .validation import form_body, is_email, query_one
+from .webhooks import dispatcher_of
 
 DENY_DESCRIPTION = "The user denied the consent request on the Nylas emulator's consent page"
 
@@ -125,6 +126,7 @@ async def _submit(request: Request, flavour: Flavour) -> Response:
             if login.state is not None:
                 params.append(("state", login.state))
             return redirect(with_query(login.redirect_uri, params))
+        existed = store.grant_by_email(email) is not None
         grant = store.upsert_grant(
             email=email,
             provider=login.provider,
@@ -146,6 +148,10 @@ async def _submit(request: Request, flavour: Flavour) -> Response:
             )
             store.codes[code.code] = code
             params = [("code", code.code)]
+            if existed:
+                dispatcher_of(store).emit("grant.updated", grant, code=25027, reauthentication_flag=True)
+            else:
+                dispatcher_of(store).emit("grant.created", grant)
         else:
             grant.verified = True  # no code exchange in the beta flow
             params = [

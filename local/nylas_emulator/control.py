@@ -10,6 +10,10 @@
 - ``DELETE /_emulator/calls``                    reset the counts
 - ``GET    /_emulator/state``                    debugging dump, secrets masked
 - ``POST   /_emulator/clock``                    ``{"advance_seconds": n}``: move the emulator's clock forward
+- ``/_emulator/webhooks/{faults,release,deliveries,send}``: webhook delivery faults (webhooks.py)
+
+Setting a grant's status sends Nylas's notification to the webhook destinations: ``invalid`` →
+``grant.expired``, ``valid`` → ``grant.updated``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .errors import NylasError, request_id_of
 from .faults import CONTROL_PREFIX
 from .state import Fault
 from .validation import Fields, json_object
+from .webhooks import dispatcher_of
 
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 HEADER_VALUE_RE = re.compile(r"^[\t\x20-\x7e]{0,1024}$")
@@ -121,8 +126,11 @@ async def set_grant_status(request: Request) -> Response:
         grant = store.grants.get(grant_id)
         if grant is None:
             raise NylasError(404, "grant.not_found", f"Grant '{grant_id}' not found")
+        changed = grant.grant_status != status
         grant.grant_status = status
         grant.updated_at = store.now_int()
+        if changed:  # Nylas tells the application: grant.expired, or grant.updated when it is back
+            dispatcher_of(store).emit("grant.expired" if status == "invalid" else "grant.updated", grant)
         return _json(request, {"grant": grant.to_v3()})
 
 

@@ -249,6 +249,9 @@ class Store:
             self.events: dict[str, list[JSON]] = {}
             self.faults: list[Fault] = []
             self.calls: Counter[str] = Counter()
+            dispatcher = getattr(self, "webhook_dispatcher", None)
+            if dispatcher is not None:  # webhooks.Dispatcher: destinations, held and queued deliveries
+                dispatcher.reset()
 
     # -- clock ---------------------------------------------------------------------------------------
     def now(self) -> float:

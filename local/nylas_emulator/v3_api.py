@@ -23,6 +23,7 @@ from .common import (
 from .errors import NylasError
 from .state import Connector, Grant, RedirectUri, new_id
 from .validation import Fields, is_email, is_http_url, is_tenant, json_object, query_int, query_one
+from .webhooks import dispatcher_of
 
 CONNECTOR_PROVIDERS = (
     "google",
@@ -134,8 +135,12 @@ async def patch_grant(request: Request) -> Response:
 async def delete_grant(request: Request) -> Response:
     require_api_key(request)
     grant_id = request.path_params["grant_id"]
-    if not store_of(request).delete_grant(grant_id):
-        raise _not_found(f"Grant '{grant_id}'", "grant.not_found")
+    store = store_of(request)
+    with store.lock:
+        grant = store.grants.get(grant_id)
+        if grant is None or not store.delete_grant(grant_id):
+            raise _not_found(f"Grant '{grant_id}'", "grant.not_found")
+        dispatcher_of(store).emit("grant.deleted", grant)
     return v3_json(request)
 
 

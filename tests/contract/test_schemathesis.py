@@ -65,6 +65,8 @@ OPERATIONS = [
     ("/v1/users/{user_id}/meetings/{meeting_id}", "DELETE"),
     ("/connect/start", "GET"),
     ("/connect/callback", "GET"),
+    ("/nylas/webhooks", "GET"),
+    ("/nylas/webhooks", "POST"),
 ]
 
 

@@ -7,10 +7,12 @@ both decisions and both Nylas flavours.
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -93,3 +95,45 @@ def test_deny_shows_access_denied(page: Page, stack: StackUrls) -> None:
     expect(page.locator("#error-code")).to_have_text("access_denied")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"denied-{stack.flavour}.png"))
+
+
+def _allow(page: Page, stack: StackUrls, user_id: str, email: str) -> None:
+    connect(page, stack, user_id)
+    page.fill("input[name=email]", email)
+    page.click("button[name=decision][value=allow]")
+    page.wait_for_url(f"{stack.demo}/return**")
+    expect(page.locator("#status")).to_have_text("valid")
+
+
+def test_expiry_and_reconnection_show_on_the_demo_page(page: Page, stack: StackUrls) -> None:
+    """Connect; expire the grant through the emulator's control API (Nylas then sends grant.expired);
+    see `expired` from the API and `Grant Expired` live on the demo page; reconnect; see `valid` and
+    `Grant Reconnected`. Beta has no webhooks: its users see Connected and Disconnected."""
+    user_id, email = f"e2e-{uuid.uuid4().hex[:8]}", f"e2e-{uuid.uuid4().hex[:8]}@contoso.example"
+    _allow(page, stack, user_id, email)
+    auth = {"authorization": f"Bearer {stack.api_key}"}
+    grant = httpx.get(f"{stack.gateway}/v1/grants/{user_id}", headers=auth, timeout=10).json()
+    events = page.context.new_page()
+    events.goto(stack.demo + "/events/live")
+    mine = events.locator("#events li", has_text=user_id)
+    expect(mine.first).to_contain_text("Grant Connected: valid")
+    if stack.flavour == "beta":
+        page.click("#disconnect")
+        expect(page.locator("#result")).to_contain_text("Disconnected")
+        expect(mine.nth(1)).to_contain_text("Grant Disconnected: disconnected")
+        return
+
+    time.sleep(1.1)  # Nylas's notification times are whole seconds
+    control = f"{stack.emulator}/_emulator/grants/{grant['grant_id']}/status"
+    assert httpx.post(control, json={"status": "invalid"}, timeout=10).status_code == 200
+    expect(mine.nth(1)).to_contain_text("Grant Expired: expired")  # live: the page polls /events
+    expired = httpx.get(f"{stack.gateway}/v1/grants/{user_id}", headers=auth, timeout=10).json()
+    assert expired["status"] == "expired"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    events.screenshot(path=str(SCREENSHOTS / "grant-expired-events.png"))
+
+    _allow(page, stack, user_id, email)  # reconnect: same mailbox, same grant
+    expect(mine.nth(2)).to_contain_text("Grant Reconnected: valid")
+    again = httpx.get(f"{stack.gateway}/v1/grants/{user_id}", headers=auth, timeout=10).json()
+    assert (again["status"], again["grant_id"]) == ("valid", grant["grant_id"])
+    events.screenshot(path=str(SCREENSHOTS / "grant-reconnected-events.png"))

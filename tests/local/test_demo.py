@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from local.demo import create_app
+from local.demo import EventLog, create_app
+from local.eventbridge import LocalEventBridge
 from local.stack import bind_socket, serve_app, socket_url
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 CALLS: list[tuple[str, str, str, Any]] = []
+EVENTS = EventLog()
 
 
 async def sessions(request: Request) -> Response:
@@ -48,7 +51,8 @@ def demo() -> Iterator[httpx.Client]:
     )
     served_api = serve_app(api, api_sock, name="fake-api")
     demo_url = socket_url(demo_sock)
-    served_demo = serve_app(create_app(socket_url(api_sock), "k-123", demo_url), demo_sock, name="demo")
+    app = create_app(socket_url(api_sock), "k-123", demo_url, EVENTS)
+    served_demo = serve_app(app, demo_sock, name="demo")
     try:
         with httpx.Client(base_url=demo_url, timeout=10.0) as client:
             yield client
@@ -100,3 +104,38 @@ def test_disconnect_deletes_the_grant(demo: httpx.Client) -> None:
     assert page.status_code == 200
     assert "Disconnected" in page.text
     assert CALLS == [("DELETE", "/v1/grants/u%2F1", "Bearer k-123", None)]
+
+
+def test_events_arrive_through_the_local_eventbridge_and_are_listed_oldest_first(demo: httpx.Client) -> None:
+    bus = LocalEventBridge(bus="apps", targets=[EVENTS.add])
+    detail = {
+        "event_id": "e1",
+        "user_id": "<img src=x>",
+        "grant_id": "g",
+        "email": "a@b",
+        "status": "expired",
+        "occurred_at": "2027-01-01T00:00:00Z",
+    }
+    entry = {"Source": "teams-connect", "DetailType": "Grant Expired", "EventBusName": "apps"}
+    bus.fail_next(1)
+    first = bus.put_events([entry | {"Detail": json.dumps(detail)}])
+    assert first["FailedEntryCount"] == 1  # injected: nothing delivered
+    answer = bus.put_events(
+        [
+            entry | {"Detail": json.dumps(detail)},
+            entry | {"Detail": json.dumps(detail | {"event_id": "e2"}), "DetailType": "Grant Reconnected"},
+            entry | {"Detail": "{}", "EventBusName": "other"},
+        ]
+    )
+    assert answer["FailedEntryCount"] == 1
+    assert answer["Entries"][2]["ErrorCode"] == "ResourceNotFoundException"
+    listed = demo.get("/events").json()["events"]
+    assert [(e["detail_type"], e["detail"]["event_id"]) for e in listed[-2:]] == [
+        ("Grant Expired", "e1"),
+        ("Grant Reconnected", "e2"),
+    ]
+    page = demo.get("/events/live")
+    assert "<img src=x>" not in page.text
+    assert "&lt;img src=x&gt;" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert demo.get("/events/live.js").headers["content-type"].startswith("text/javascript")

@@ -21,6 +21,7 @@ EXPECTED = {
     "get_meeting": {"ok"},
     "update_meeting": {"ok"},
     "delete_meeting": {"ok"},
+    "nylas_webhooks": {"challenge", "grant_expired_signed", "missing_signature"},
 }
 
 

@@ -36,6 +36,8 @@ EXPECTED_ROUTES = {
         "DeleteMeetingFunction",
         "functions/delete_meeting/",
     ),
+    ("GET", "/nylas/webhooks", "NylasWebhooksFunction", "functions/nylas_webhooks/"),
+    ("POST", "/nylas/webhooks", "NylasWebhooksFunction", "functions/nylas_webhooks/"),
 }
 
 # docs/internals.md, "Environment of every function".
@@ -67,6 +69,7 @@ SECRET_ARNS = {
     "AzureSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:a-AbCdEf",
     "ApiKeysSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf",
 }
+WEBHOOK_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:w-AbCdEf"
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +136,12 @@ def test_table_definitions_follow_the_data_model(template: dict[str, Any]) -> No
     assert sessions.key_schema() == [{"AttributeName": "session_id", "KeyType": "HASH"}]
     assert sessions.ttl_attribute == "ttl"
     assert grants.key_schema() == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    assert grants.ttl_attribute is None
+    assert grants.ttl_attribute == "ttl"  # the webhook's dedupe markers only
+    assert grants.create_table_kwargs["StreamSpecification"] == {
+        "StreamEnabled": True,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    assert "StreamSpecification" not in sessions.create_table_kwargs
     for table in tables.values():
         assert table.create_table_kwargs["BillingMode"] == "PAY_PER_REQUEST"
 
@@ -179,7 +187,12 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "NylasBaseUrl": "http://127.0.0.1:4010",
             **SECRET_ARNS,
         },
-        {"SessionsTable": "sessions-local", "GrantsTable": "grants-local", "IdempotencyTable": "idem-local"},
+        {
+            "SessionsTable": "sessions-local",
+            "GrantsTable": "grants-local",
+            "IdempotencyTable": "idem-local",
+            "WebhookSecret": WEBHOOK_ARN,
+        },
     )
     assert set(env) >= INTERNALS_ENV
     assert env["NYLAS_API"] == "beta"
@@ -192,6 +205,8 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
     assert env["GRANTS_TABLE"] == "grants-local"
     assert env["NYLAS_SECRET_ARN"] == SECRET_ARNS["NylasSecretArn"]
     assert env["API_KEYS_SECRET_ARN"] == SECRET_ARNS["ApiKeysSecretArn"]
+    assert env["WEBHOOK_SECRET_ARN"] == WEBHOOK_ARN
+    assert env["EVENT_BUS_NAME"] == "default"
     assert all(isinstance(v, str) for v in env.values())
 
 
@@ -199,7 +214,13 @@ def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]
     env = function_environment(
         template,
         {"AllowedReturnUrls": "https://app.example.com/done", **SECRET_ARNS},
-        {"SessionsTable": "s", "GrantsTable": "g", "IdempotencyTable": "i", "HttpApi": "abc123"},
+        {
+            "SessionsTable": "s",
+            "GrantsTable": "g",
+            "IdempotencyTable": "i",
+            "HttpApi": "abc123",
+            "WebhookSecret": WEBHOOK_ARN,
+        },
     )
     assert env["PUBLIC_BASE_URL"] == "https://abc123.execute-api.us-east-1.amazonaws.com"
 
@@ -213,3 +234,23 @@ def test_function_environment_refuses_what_it_cannot_resolve(template: dict[str,
         function_environment(template, {"NylasApi": "v2"}, {})
     with pytest.raises(ValueError, match="unknown"):
         function_environment(template, {"NoSuchParameter": "x"}, {})
+
+
+def test_the_nylas_setup_waits_for_the_webhook_route(template: dict[str, Any]) -> None:
+    """Nylas runs the challenge during POST /v3/webhooks: the route must serve before the setup runs."""
+    from local.lint_template import translate
+
+    setup = template["Resources"]["NylasSetup"]
+    translated = translate(template)["Resources"]
+    for dependency in setup["DependsOn"]:
+        assert dependency in translated, dependency
+    permission = translated["NylasWebhooksFunctionNylasWebhooksChallengePermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "NylasWebhooksFunction"}
+    assert "HttpApiApiGatewayDefaultStage" in setup["DependsOn"]
+    assert setup["Properties"]["WebhookSecretArn"] == {"Ref": "WebhookSecret"}
+    stream = translated["GrantEventsFunctionGrantsStream"]["Properties"]
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["EventSourceArn"] == {"Fn::GetAtt": ["GrantsTable", "StreamArn"]}
+    assert template["Resources"]["GrantsTable"]["Properties"]["StreamSpecification"] == {
+        "StreamViewType": "NEW_AND_OLD_IMAGES"
+    }

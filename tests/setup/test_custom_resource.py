@@ -129,6 +129,7 @@ def configure_from(ev: dict[str, Any]) -> None:
     mp.setenv("AZURE_SECRET_ARN", props["AzureSecretArn"])
     mp.setenv("PUBLIC_BASE_URL", props["CallbackUrl"].removesuffix("/connect/callback"))
     mp.setenv("STACK_ID", ev["StackId"])
+    mp.setenv("WEBHOOK_SECRET_ARN", props.get("WebhookSecretArn") or "")
 
 
 def run(
@@ -509,3 +510,55 @@ def test_a_forged_response_url_gets_no_answer_and_nothing_is_done(
 )
 def test_cloudformation_response_urls_are_accepted(app: ModuleType, url: str) -> None:
     assert app.is_cloudformation_response_url(url)
+
+
+def test_v3_with_webhook_properties_sets_up_the_webhook_after_the_connector(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], v3: FakeV3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arn = secrets["client"].create_secret(Name=f"wh-{time.monotonic_ns()}", SecretString="{}")["ARN"]
+    calls: list[tuple[str, Any, Any]] = []
+
+    def ensure(spec: Any, credentials: Any, webhook: Any, store: Any) -> Any:
+        assert v3.connector is not None  # the connector first
+        calls.append(("ensure", webhook, store.read(webhook.secret_arn)))
+        return app.SetupReport("v3", spec.base_url, False, ())
+
+    def teardown(spec: Any, credentials: Any, url: str) -> Any:
+        calls.append(("teardown", url, None))
+        return app.SetupReport("v3", spec.base_url, False, ())
+
+    monkeypatch.setattr(app, "ensure_webhook_side", ensure)
+    monkeypatch.setattr(app, "teardown_webhook_side", teardown)
+    url = CALLBACK.removesuffix("/connect/callback") + "/nylas/webhooks"
+    props = {"WebhookUrl": url, "WebhookSecretArn": arn}
+    assert run(app, cfn, event("create", secrets, **props))["Status"] == "SUCCESS"
+    assert calls == [("ensure", app.WebhookSpec(url=url, secret_arn=arn), {})]
+    assert run(app, cfn, event("delete", secrets, **props))["Status"] == "SUCCESS"
+    assert calls[-1] == ("teardown", url, None)
+    calls.clear()
+    assert run(app, cfn, event("create", secrets))["Status"] == "SUCCESS"  # no webhook properties
+    assert calls == []
+    bad = run(
+        app, cfn, event("create", secrets, WebhookUrl="http://evil.example.com/x", WebhookSecretArn=arn)
+    )
+    assert bad["Status"] == "FAILED"
+    assert "WebhookUrl" in bad["Reason"]  # not the configured <PUBLIC_BASE_URL>/nylas/webhooks
+
+
+def test_a_forged_webhook_target_is_refused_before_any_secret_is_read(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Confused deputy: an invoker must not have Nylas send grant notifications to another URL, nor
+    have the webhook secret written into another secret."""
+    arn = secrets["client"].create_secret(Name=f"wh-{time.monotonic_ns()}", SecretString="{}")["ARN"]
+    other = secrets["client"].create_secret(Name=f"other-{time.monotonic_ns()}", SecretString="{}")["ARN"]
+    url = CALLBACK.removesuffix("/connect/callback") + "/nylas/webhooks"
+    configure_from(event("create", secrets, WebhookUrl=url, WebhookSecretArn=arn))
+    monkeypatch.setattr(app, "ensure_webhook_side", lambda *a: pytest.fail("webhook set up"))
+    for forged in (
+        {"WebhookUrl": "https://attacker.example/nylas/webhooks", "WebhookSecretArn": arn},
+        {"WebhookUrl": url, "WebhookSecretArn": other},
+    ):
+        body = run(app, cfn, event("create", secrets, **forged), configure=False)
+        assert body["Status"] == "FAILED"
+        assert next(k for k in forged if forged[k] not in (url, arn)) in body["Reason"]

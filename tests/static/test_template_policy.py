@@ -221,8 +221,25 @@ def test_secret_arn_variable_not_from_a_parameter_fails(real: Template) -> None:
         res(t, "GetGrantFunction")["Environment"]["Variables"]["API_KEYS_SECRET_ARN"] = "arn:aws:x"
 
     assert policy_secrets(broken(real, breaker)) == [
-        "GetGrantFunction: API_KEYS_SECRET_ARN must be a Ref of a secret ARN parameter"
+        "GetGrantFunction: API_KEYS_SECRET_ARN must be a Ref of a secret ARN parameter or a stack secret"
     ]
+
+
+def test_a_stack_created_secret_must_hold_no_value(real: Template) -> None:
+    def with_value(t: Template) -> None:
+        res(t, "WebhookSecret")["SecretString"] = '{"webhook_secret": "abc"}'
+
+    findings = policy_secrets(broken(real, with_value))
+    assert findings[0] == "WebhookSecret: a stack-created secret must not carry a value in the template"
+    # ... and every statement or variable that uses it is then refused as well.
+    assert any("statement WebhookSecretRead" in f for f in findings)
+
+    def generated(t: Template) -> None:
+        res(t, "WebhookSecret")["GenerateSecretString"] = {}
+
+    assert policy_secrets(broken(real, generated))[0] == (
+        "WebhookSecret: a stack-created secret must not carry a value in the template"
+    )
 
 
 # --------------------------------------------------------------------------- functions

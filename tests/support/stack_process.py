@@ -29,6 +29,7 @@ class StackUrls:
     emulator: str
     demo: str
     moto: str
+    eventbridge: str = ""
     api_key: str = LOCAL_API_KEY
     log: Path | None = None  # the stack process's stdout and stderr
 
@@ -90,6 +91,8 @@ _FUNCTION_SETTINGS = frozenset(
         "FLOW_TTL_SECONDS",
         "SECRETS_MAX_AGE",
         "NYLAS_READ_TIMEOUT_MS",
+        "WEBHOOK_SECRET_ARN",
+        "EVENT_BUS_NAME",
     }
 )
 
@@ -144,6 +147,7 @@ def running_stack(
                     emulator=urls["emulator"],
                     demo=urls["demo"],
                     moto=urls["moto"],
+                    eventbridge=urls.get("eventbridge", ""),
                     log=log_path,
                 )
                 return

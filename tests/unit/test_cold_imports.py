@@ -88,6 +88,8 @@ def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> s
         ("connect_callback", "v3", {"httpx", "tenacity", "pybreaker"}),
         ("create_session", "v3", set()),
         ("get_grant", "v3", set()),
+        ("nylas_webhooks", "v3", set()),  # DynamoDB + Secrets Manager only: never the Nylas client
+        ("grant_events", "v3", set()),
     ],
 )
 def test_a_handler_imports_only_what_it_uses(function: str, flavour: str, expected: set[str]) -> None:
@@ -133,3 +135,29 @@ def test_the_forbidden_list_bites(source: str, tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(source, encoding="utf-8")
     _, modules = modules_at_init(tmp_path, "v3")
     assert any(m.startswith(FORBIDDEN_PREFIXES) for m in modules)
+
+
+LEAN_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+heavy = ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.batch")
+print(json.dumps(sorted(n for n in sys.modules if n.startswith(heavy) or n == "teams_connect.web")))
+"""
+
+
+@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events"])
+def test_lifecycle_handlers_load_no_resolver_and_no_batch_utility(function: str) -> None:
+    env = {**os.environ, **ENV, "NYLAS_API": "v3", "PYTHONPATH": str(ROOT / "layers" / "core")}
+    env.pop("LAMBDA_TASK_ROOT", None)
+    env["POWERTOOLS_TRACE_DISABLED"] = "true"
+    out = subprocess.run(  # noqa: S603 - our own probe
+        [sys.executable, "-c", LEAN_PROBE, str(ROOT / "functions" / function / "app.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT / "functions" / function,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -68,6 +68,7 @@ class Settings:
     beta_auth_expires_in: int
     secrets_max_age: int
     nylas_read_timeout_ms: int = 5000
+    webhook_secret_arn: str = ""  # the stack-created secret the setup fills (grant webhooks, v3)
     flow_ttl_seconds: int = DEFAULT_FLOW_TTL
 
     @property
@@ -133,6 +134,7 @@ class Settings:
             # The link's lifetime (SESSION_TTL_SECONDS, until start) and the flow's (start → callback)
             # are separate: a late click still leaves the user the whole flow TTL for sign-in and MFA.
             flow_ttl_seconds=_int(get, "FLOW_TTL_SECONDS", DEFAULT_FLOW_TTL, MIN_FLOW_TTL, MAX_FLOW_TTL),
+            webhook_secret_arn=_arn(get, "WEBHOOK_SECRET_ARN", required=False),
         )
 
 

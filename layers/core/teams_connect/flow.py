@@ -15,11 +15,11 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from teams_connect import security
+from teams_connect import lifecycle, security
 from teams_connect.config import Settings
 from teams_connect.errors import (
     BROWSER_CODES,
@@ -125,7 +125,9 @@ def grant_json(record: GrantRecord) -> dict[str, Any]:
         "email": record.email,
         "provider": record.provider,
         "status": record.status,
+        "status_changed_at": iso_utc(record.status_changed_at or record.updated_at),
         "scopes": list(record.scopes),
+        "missing_scopes": list(record.missing_scopes),
         "teams": record.teams,
         "connected_at": iso_utc(record.connected_at),
         "updated_at": iso_utc(record.updated_at),
@@ -207,6 +209,14 @@ class ConnectFlow:
         record = self.grants.get(security.check_user_id(user_id))
         if record is None:
             raise NotFound("This user has no grant.")
+        # The deployment may require more scopes than when the record was written.
+        status, missing = lifecycle.status_for(
+            lifecycle.VALID if record.status == lifecycle.NEEDS_REAUTH else record.status,
+            record.scopes,
+            lifecycle.required_scopes(self.settings),
+        )
+        if (status, missing) != (record.status, record.missing_scopes):
+            record = replace(record, status=status, missing_scopes=missing)
         return record
 
     def disconnect(self, user_id: str, *, deadline: float | None = None) -> None:
@@ -363,16 +373,21 @@ class ConnectFlow:
             revoker.discard(grant.grant_id, deadline=deadline)
             raise error
         now = self.now()
+        status, missing = lifecycle.status_for(
+            lifecycle.VALID, grant.scopes, lifecycle.required_scopes(self.settings)
+        )
         record = GrantRecord(
             user_id=session.user_id,
             grant_id=grant.grant_id,
             email=grant.email,
             provider=grant.provider,
-            status="valid",
+            status=status,
             scopes=grant.scopes,
             connected_at=now,
             updated_at=now,
             flow_started_at=session.started_at or session.created_at,
+            status_changed_at=now,
+            missing_scopes=missing,
         )
         try:
             replaced = self.grants.save(record, session_id=session_id, binding_hash=binding_hash)

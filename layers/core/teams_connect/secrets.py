@@ -154,3 +154,15 @@ class SecretsProvider:
             return self.api_keys(force_fetch=True)
         except (UpstreamUnavailable, ServerError):
             return None
+
+
+def webhook_secrets(settings: Settings, *, force_fetch: bool = False) -> tuple[str, ...]:
+    """The Nylas webhook secret(s) from `WEBHOOK_SECRET_ARN`: `{"webhook_secret", "previous_webhook_secret"
+    (optional, the rotation overlap), "webhook_id"}`. Empty when the setup has not stored one yet."""
+    if not settings.webhook_secret_arn:
+        return ()
+    data = get_json_secret(
+        settings.webhook_secret_arn, max_age=settings.secrets_max_age, force_fetch=force_fetch
+    )
+    found = (data.get("webhook_secret"), data.get("previous_webhook_secret"))
+    return tuple(s for s in found if isinstance(s, str) and len(s) >= 8)

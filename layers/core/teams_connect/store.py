@@ -174,9 +174,14 @@ class GrantRecord:
     # Tags of meeting creates that may have reached Nylas without an answer (meetings.py): a retry
     # with the same Idempotency-Key looks for its tag before creating again.
     ambiguous_tags: frozenset[str] = frozenset()
+    # Grant lifecycle (teams_connect.lifecycle): when `status` last changed, the required scopes the
+    # grant lacks, and the time of the last Nylas notification applied (newest wins).
+    status_changed_at: int = 0
+    missing_scopes: tuple[str, ...] = ()
+    notified_at: int = 0
 
     def to_item(self) -> dict[str, Any]:
-        return {
+        item: dict[str, Any] = {
             "pk": {"S": f"USER#{self.user_id}"},
             "user_id": {"S": self.user_id},
             "grant_id": {"S": self.grant_id},
@@ -188,7 +193,13 @@ class GrantRecord:
             "updated_at": {"N": str(self.updated_at)},
             "flow_started_at": {"N": str(self.flow_started_at)},
             "teams": {"S": self.teams},
+            "missing_scopes": {"L": [{"S": x} for x in self.missing_scopes]},
         }
+        if self.status_changed_at:
+            item["status_changed_at"] = {"N": str(self.status_changed_at)}
+        if self.notified_at:
+            item["notified_at"] = {"N": str(self.notified_at)}
+        return item
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> GrantRecord:
@@ -204,6 +215,9 @@ class GrantRecord:
             flow_started_at=int(item.get("flow_started_at", {}).get("N", "0")),
             teams=item.get("teams", {}).get("S", "unknown"),
             ambiguous_tags=frozenset(item.get("ambiguous_tags", {}).get("SS", [])),
+            status_changed_at=int(item.get("status_changed_at", {}).get("N", "0")),
+            missing_scopes=tuple(x["S"] for x in item.get("missing_scopes", {}).get("L", [])),
+            notified_at=int(item.get("notified_at", {}).get("N", "0")),
         )
 
 

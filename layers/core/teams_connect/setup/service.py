@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -11,7 +12,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .flavours import ensure_beta, ensure_v3, teardown_beta, teardown_v3
 from .http import NylasSetupHttp, RetryPolicy
-from .models import ON_DELETE, Credentials, OnDelete, SetupError, SetupReport, SetupSpec
+from .models import ON_DELETE, Action, Credentials, OnDelete, SetupError, SetupReport, SetupSpec
+from .webhook import SecretStore, WebhookSpec, ensure_webhook, probe_challenge, teardown_webhook
 
 
 def _nylas_http(spec: SetupSpec, creds: Credentials, retry: RetryPolicy | None) -> NylasSetupHttp:
@@ -162,3 +164,39 @@ def teardown(
     """`teardown_nylas_side` with the Nylas credentials read from Secrets Manager."""
     credentials = load_credentials(nylas_secret_arn, None, client)
     return teardown_nylas_side(spec, credentials, on_delete=on_delete, dry_run=dry_run, retry=retry)
+
+
+# -- the webhook destination (v3) --------------------------------------------------------------------
+
+
+def ensure_webhook_side(
+    spec: SetupSpec,
+    credentials: Credentials,
+    webhook: WebhookSpec,
+    store: SecretStore,
+    *,
+    dry_run: bool = False,
+    rotate: bool = False,
+    retry: RetryPolicy | None = None,
+    probe: Callable[[str], None] = probe_challenge,
+) -> SetupReport:
+    """Create or update the grant-notification webhook (v3) and keep its secret in `webhook.secret_arn`.
+    Beta has no webhooks: nothing is done (its users get Grant Connected / Disconnected events only).
+    Call it only once the webhook route serves: Nylas runs the challenge during the create call."""
+    if spec.flavour != "v3":
+        action = Action("webhook", webhook.url, "absent", "beta has no webhooks")
+        return SetupReport(spec.flavour, spec.base_url, dry_run, (action,))
+    with _nylas_http(spec, credentials, retry) as http:
+        actions = ensure_webhook(http, webhook, store, dry_run=dry_run, rotate=rotate, probe=probe)
+    return SetupReport(spec.flavour, spec.base_url, dry_run, tuple(actions))
+
+
+def teardown_webhook_side(
+    spec: SetupSpec, credentials: Credentials, webhook_url: str, *, dry_run: bool = False
+) -> SetupReport:
+    """Delete this deployment's webhook destination (v3); beta: nothing to do."""
+    if spec.flavour != "v3":
+        return SetupReport(spec.flavour, spec.base_url, dry_run, ())
+    with _nylas_http(spec, credentials, None) as http:
+        actions = teardown_webhook(http, webhook_url, dry_run=dry_run)
+    return SetupReport(spec.flavour, spec.base_url, dry_run, tuple(actions))
