@@ -90,8 +90,8 @@ def test_f1_poc_a_fresh_foreign_grant_with_another_state_is_refused_and_left_alo
 
 
 def test_f1_an_old_grant_updated_recently_passes_only_for_the_user_who_holds_it(beta: Harness) -> None:
-    """Nylas keeps the first login's state on re-authentication: the holder may re-authenticate,
-    anyone else presenting that grant id gets grant_invalid."""
+    """Nylas keeps the first login's state on re-authentication: the holder may re-authenticate;
+    anyone else presenting that grant id is refused (the contract's account_already_linked)."""
     with respx.mock() as router:
         first_state, started, _ = beta_support.begin(beta, router)
         lookup = router.get(f"{BETA_BASE}/connect/grants/{beta_support.GRANT_ID}").mock(
@@ -111,7 +111,7 @@ def test_f1_an_old_grant_updated_recently_passes_only_for_the_user_who_holds_it(
         state = json.loads(router.routes[0].calls.last.request.content)["state"]
         result = beta.flow.complete(beta_support.callback(state), beta_support.cookies_of(outcome))
     assert result.error is not None
-    assert result.error.code == "grant_invalid"
+    assert result.error.code == "account_already_linked"
     assert beta.flow.grants.get("mallory") is None
     assert beta.flow.get_grant("user-1").grant_id == beta_support.GRANT_ID
 
