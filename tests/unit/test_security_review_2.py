@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from teams_connect.errors import Conflict, UpstreamUnavailable
 from teams_connect.revocations import ABANDONED_GRACE_SECONDS, Revoker
+from teams_connect.store import GrantRecord
 
 from . import test_flow_beta as beta_support
 from .conftest import BETA_BASE, GRANTS, RETURN_TO, V3_BASE, Aws, Harness, make_harness
@@ -306,7 +307,7 @@ def test_f8_a_foreign_404_on_revoke_keeps_the_record(aws: Aws, answer: httpx.Res
     h = make_harness(aws, flavour)
     grant_id = GRANT_ID
     h.flow.grants.save(
-        __import__("teams_connect.store", fromlist=["GrantRecord"]).GrantRecord(
+        GrantRecord(
             user_id="user-1",
             grant_id=grant_id,
             email="ada@contoso.example",
