@@ -373,3 +373,20 @@ def test_f1_a_grant_made_by_another_users_flow_is_refused(beta: Harness) -> None
     assert outcome.error is not None
     assert outcome.error.code == "grant_invalid"
     assert beta.flow.grants.get("mallory") is None
+
+
+def test_f3_a_grant_that_could_not_be_kept_on_the_session_is_still_revoked_later(
+    v3: Harness, aws: Aws
+) -> None:
+    """The write that keeps the verified grant is throttled: the grant is enqueued on its own."""
+    flaky = FlakyTransactions(aws.client, fail_on={1})
+    v3.flow.grants._client = flaky
+    with respx.mock(assert_all_called=False) as router:
+        outcome = connect(v3, router, GRANT_ID)
+        assert outcome.error is not None
+        assert outcome.error.code == "upstream_unavailable"
+        revoke = router.delete(revoke_url(GRANT_ID)).mock(return_value=httpx.Response(200, json={}))
+        v3.clock.now += v3.settings.flow_ttl_seconds + ABANDONED_GRACE_SECONDS
+        assert v3.flow.nylas is not None
+        assert Revoker(v3.flow.grants, v3.flow.nylas, clock=v3.clock).sweep().revoked == 1
+        assert revoke.call_count == 1

@@ -12,6 +12,7 @@ DynamoDB / Nylas calls per use case:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -327,18 +328,18 @@ class ConnectFlow:
             grant = session.verified
         else:
             grant = self._verify(callback, session, now, end, deadline)
+            revoke_due = (session.flow_expires_at or now) + ABANDONED_GRACE_SECONDS
             try:
                 self.grants.hold(
-                    session_id,
-                    binding_hash=binding_hash,
-                    grant=grant,
-                    revoke_due=(session.flow_expires_at or now) + ABANDONED_GRACE_SECONDS,
-                    now=self.now(),
+                    session_id, binding_hash=binding_hash, grant=grant, revoke_due=revoke_due, now=self.now()
                 )
             except SessionUsed as exc:
                 exc.return_to = return_to
                 raise
             except ConnectError as exc:
+                # Not kept: at least make sure the grant is revoked if the flow never completes.
+                with contextlib.suppress(ConnectError):
+                    self.grants.enqueue_revoke(grant.grant_id, due=revoke_due, now=self.now())
                 raise end(exc, retryable=True) from None
         revoker = Revoker(self.grants, nylas, clock=self._clock)
         expected = session.expected_email
