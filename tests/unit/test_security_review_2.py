@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from teams_connect.errors import Conflict, UpstreamUnavailable
 from teams_connect.revocations import ABANDONED_GRACE_SECONDS, Revoker
+from teams_connect.store import GrantRecord
 
 from . import test_flow_beta as beta_support
 from .conftest import BETA_BASE, GRANTS, RETURN_TO, V3_BASE, Aws, Harness, make_harness
@@ -90,8 +91,8 @@ def test_f1_poc_a_fresh_foreign_grant_with_another_state_is_refused_and_left_alo
 
 
 def test_f1_an_old_grant_updated_recently_passes_only_for_the_user_who_holds_it(beta: Harness) -> None:
-    """Nylas keeps the first login's state on re-authentication: the holder may re-authenticate,
-    anyone else presenting that grant id gets grant_invalid."""
+    """Nylas keeps the first login's state on re-authentication: the holder may re-authenticate;
+    anyone else presenting that grant id is refused (the contract's account_already_linked)."""
     with respx.mock() as router:
         first_state, started, _ = beta_support.begin(beta, router)
         lookup = router.get(f"{BETA_BASE}/connect/grants/{beta_support.GRANT_ID}").mock(
@@ -111,7 +112,7 @@ def test_f1_an_old_grant_updated_recently_passes_only_for_the_user_who_holds_it(
         state = json.loads(router.routes[0].calls.last.request.content)["state"]
         result = beta.flow.complete(beta_support.callback(state), beta_support.cookies_of(outcome))
     assert result.error is not None
-    assert result.error.code == "grant_invalid"
+    assert result.error.code == "account_already_linked"
     assert beta.flow.grants.get("mallory") is None
     assert beta.flow.get_grant("user-1").grant_id == beta_support.GRANT_ID
 
@@ -306,7 +307,7 @@ def test_f8_a_foreign_404_on_revoke_keeps_the_record(aws: Aws, answer: httpx.Res
     h = make_harness(aws, flavour)
     grant_id = GRANT_ID
     h.flow.grants.save(
-        __import__("teams_connect.store", fromlist=["GrantRecord"]).GrantRecord(
+        GrantRecord(
             user_id="user-1",
             grant_id=grant_id,
             email="ada@contoso.example",
@@ -372,3 +373,20 @@ def test_f1_a_grant_made_by_another_users_flow_is_refused(beta: Harness) -> None
     assert outcome.error is not None
     assert outcome.error.code == "grant_invalid"
     assert beta.flow.grants.get("mallory") is None
+
+
+def test_f3_a_grant_that_could_not_be_kept_on_the_session_is_still_revoked_later(
+    v3: Harness, aws: Aws
+) -> None:
+    """The write that keeps the verified grant is throttled: the grant is enqueued on its own."""
+    flaky = FlakyTransactions(aws.client, fail_on={1})
+    v3.flow.grants._client = flaky
+    with respx.mock(assert_all_called=False) as router:
+        outcome = connect(v3, router, GRANT_ID)
+        assert outcome.error is not None
+        assert outcome.error.code == "upstream_unavailable"
+        revoke = router.delete(revoke_url(GRANT_ID)).mock(return_value=httpx.Response(200, json={}))
+        v3.clock.now += v3.settings.flow_ttl_seconds + ABANDONED_GRACE_SECONDS
+        assert v3.flow.nylas is not None
+        assert Revoker(v3.flow.grants, v3.flow.nylas, clock=v3.clock).sweep().revoked == 1
+        assert revoke.call_count == 1

@@ -12,6 +12,7 @@ DynamoDB / Nylas calls per use case:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -352,18 +353,18 @@ class ConnectFlow:
             grant = session.verified
         else:
             grant = self._verify(callback, session, now, end, deadline)
+            revoke_due = (session.flow_expires_at or now) + ABANDONED_GRACE_SECONDS
             try:
                 self.grants.hold(
-                    session_id,
-                    binding_hash=binding_hash,
-                    grant=grant,
-                    revoke_due=(session.flow_expires_at or now) + ABANDONED_GRACE_SECONDS,
-                    now=self.now(),
+                    session_id, binding_hash=binding_hash, grant=grant, revoke_due=revoke_due, now=self.now()
                 )
             except SessionUsed as exc:
                 exc.return_to = return_to
                 raise
             except ConnectError as exc:
+                # Not kept: at least make sure the grant is revoked if the flow never completes.
+                with contextlib.suppress(ConnectError):
+                    self.grants.enqueue_revoke(grant.grant_id, due=revoke_due, now=self.now())
                 raise end(exc, retryable=True) from None
         revoker = Revoker(self.grants, nylas, clock=self._clock)
         expected = session.expected_email
@@ -431,37 +432,43 @@ class ConnectFlow:
         )
         try:
             grant = self.nylas.complete(callback, pending, deadline=deadline)
-            if not grant.bound and not self._holds(session.user_id, grant):
-                # Not made by this flow nor by an earlier flow of this user, and not this user's
-                # grant: someone else's mailbox.
-                logger.warning("grant not bound to this flow and not held by this user")
-                raise GrantInvalid()
+            if not grant.bound:
+                refusal = self._unbound_refusal(session.user_id, grant)
+                if refusal is not None:
+                    logger.warning("grant not bound to this flow and not this user's")
+                    raise refusal
         except (UpstreamUnavailable, ServerError) as exc:
             raise end(exc, retryable=True) from None
         except ConnectError as exc:
             raise end(exc, retryable=False) from None
         return grant
 
-    def _holds(self, user_id: str, grant: VerifiedGrant) -> bool:
-        """This user already holds this grant (USER# names it, or its GRANT# guard names the user), or
-        an earlier flow of this user made it: the state Nylas kept on the grant is that flow's (its
-        session, still retained, has this user and that state's hash). The latter covers a first
-        attempt that failed after consent (Nylas keeps that flow's state on re-authentication)."""
+    def _unbound_refusal(self, user_id: str, grant: VerifiedGrant) -> ConnectError | None:
+        """A grant Nylas did not make for THIS flow (beta: another `state`) is accepted only when this
+        user already holds it (USER# names it, or its GRANT# guard names the user), or when an earlier
+        flow of this user made it: the state Nylas kept on the grant is that flow's (its session,
+        still retained, has this user and that state's hash; a first attempt that failed after
+        consent, since Nylas keeps the first state on re-authentication). A grant another user holds
+        is `account_already_linked`; anything else is `grant_invalid`."""
         current = self.grants.get(user_id)
         if current is not None and current.grant_id == grant.grant_id:
-            return True
-        if self.grants.owner(grant.grant_id) == user_id:
-            return True
+            return None
+        owner = self.grants.owner(grant.grant_id)
+        if owner == user_id:
+            return None
+        if owner is not None:
+            return AccountAlreadyLinked()
         origin = grant.origin_state
-        if origin is None or not security.STATE_RE.match(origin):
-            return False
-        earlier = self.sessions.get(security.session_id_from_state(origin))
-        return (
-            earlier is not None
-            and earlier.user_id == user_id
-            and earlier.state_hash is not None
-            and hmac.compare_digest(earlier.state_hash, security.sha256_hex(origin))
-        )
+        if origin is not None and security.STATE_RE.match(origin):
+            earlier = self.sessions.get(security.session_id_from_state(origin))
+            if (
+                earlier is not None
+                and earlier.user_id == user_id
+                and earlier.state_hash is not None
+                and hmac.compare_digest(earlier.state_hash, security.sha256_hex(origin))
+            ):
+                return None
+        return GrantInvalid()
 
 
 def _optional(body: Mapping[str, Any], name: str, pattern: Any, max_len: int, what: str) -> str | None:
