@@ -628,6 +628,43 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
         {
             ("secretsmanager:GetSecretValue", "NylasSecretArn"),
             ("secretsmanager:GetSecretValue", "AzureSecretArn"),
+            # the webhook destination's secret: read to compare, written when created or rotated
+            ("secretsmanager:GetSecretValue", "WebhookSecret"),
+            ("secretsmanager:PutSecretValue", "WebhookSecret"),
+        }
+    ),
+    # The grant record: read; `teams`, `status = expired` and the ambiguous-create tags updated.
+    **{
+        name: frozenset(
+            {
+                ("dynamodb:GetItem", "GrantsTable"),
+                ("dynamodb:UpdateItem", "GrantsTable"),
+                ("secretsmanager:GetSecretValue", "ApiKeysSecretArn"),
+                ("secretsmanager:GetSecretValue", "NylasSecretArn"),
+            }
+        )
+        for name in ("GetMeetingFunction", "UpdateMeetingFunction", "DeleteMeetingFunction")
+    },
+    "CreateMeetingFunction": frozenset(
+        {
+            ("dynamodb:GetItem", "GrantsTable"),
+            ("dynamodb:UpdateItem", "GrantsTable"),
+            # Powertools Idempotency: get, put (in progress), update (completed), delete (failed)
+            ("dynamodb:GetItem", "IdempotencyTable"),
+            ("dynamodb:PutItem", "IdempotencyTable"),
+            ("dynamodb:UpdateItem", "IdempotencyTable"),
+            ("dynamodb:DeleteItem", "IdempotencyTable"),
+            ("secretsmanager:GetSecretValue", "ApiKeysSecretArn"),
+            ("secretsmanager:GetSecretValue", "NylasSecretArn"),
+        }
+    ),
+    # GRANT# owner lookup; one transaction: Put the NOTIFICATION# dedupe marker + Update USER#.
+    "NylasWebhooksFunction": frozenset(
+        {
+            ("dynamodb:GetItem", "GrantsTable"),
+            ("dynamodb:PutItem", "GrantsTable"),
+            ("dynamodb:UpdateItem", "GrantsTable"),
+            ("secretsmanager:GetSecretValue", "WebhookSecret"),
         }
     ),
 }

@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import botocore.retries.standard
-import httpx
 import pytest
 from botocore.awsrequest import AWSResponse
-from local.aws import LOCAL_NYLAS_SECRET
 from local.stack import start_stack
 
 from teams_connect import secrets as tc_secrets
@@ -28,7 +26,7 @@ from teams_connect import store
 from teams_connect.config import get_settings
 from teams_connect.secrets import secrets_client
 from tests.support.flow_client import Browser
-from tests.support.stack_process import StackUrls
+from tests.support.stack_process import StackUrls, pause_webhooks
 
 from .conftest import api_client
 from .support import (
@@ -133,21 +131,11 @@ def local() -> Iterator[Local]:
             moto=stack.moto_url,
             api_key=stack.api_key,
         )
-        _pause_webhooks(stack.emulator_url)
+        pause_webhooks(stack.emulator_url)  # this suite counts the connect flow's own AWS calls
         yield Local(urls, AwsFaults())
     finally:
         stack.stop()
         _forget_container()
-
-
-def _pause_webhooks(emulator_url: str) -> None:
-    """This suite counts the connect flow's own AWS calls: the emulator's grant notifications (handled
-    by another function of the same process, concurrently) would add theirs. Their faults are in
-    tests/unit/test_webhooks.py."""
-    auth = {"authorization": f"Bearer {LOCAL_NYLAS_SECRET['api_key']}"}
-    with httpx.Client(base_url=emulator_url, headers=auth, timeout=10) as nylas:
-        for webhook in nylas.get("/v3/webhooks").json()["data"]:
-            assert nylas.put(f"/v3/webhooks/{webhook['id']}", json={"status": "pause"}).status_code == 200
 
 
 @pytest.fixture

@@ -245,7 +245,9 @@ def test_the_nylas_setup_waits_for_the_webhook_route(template: dict[str, Any]) -
     for dependency in setup["DependsOn"]:
         assert dependency in translated, dependency
     permission = translated["NylasWebhooksFunctionNylasWebhooksChallengePermission"]["Properties"]
-    assert permission["FunctionName"] == {"Ref": "NylasWebhooksFunction"}
+    assert permission["FunctionName"] == {
+        "Ref": "NylasWebhooksFunctionAliaslive"
+    }  # the alias the API invokes
     assert "HttpApiApiGatewayDefaultStage" in setup["DependsOn"]
     assert setup["Properties"]["WebhookSecretArn"] == {"Ref": "WebhookSecret"}
     stream = translated["GrantEventsFunctionGrantsStream"]["Properties"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_API_KEY = "local-dev-api-key"
@@ -154,3 +155,15 @@ def running_stack(
             finally:
                 _stop(proc)
                 ready_file.unlink(missing_ok=True)
+
+
+def pause_webhooks(emulator_url: str) -> None:
+    """Pause the emulator's grant-notification destinations. Suites that count the connect flow's own
+    calls, or load it, leave the webhook route out (its own suites: tests/unit/test_webhooks.py and
+    the integration and browser tests)."""
+    from local.aws import LOCAL_NYLAS_SECRET
+
+    auth = {"authorization": f"Bearer {LOCAL_NYLAS_SECRET['api_key']}"}
+    with httpx.Client(base_url=emulator_url, headers=auth, timeout=10) as nylas:
+        for webhook in nylas.get("/v3/webhooks").json()["data"]:
+            assert nylas.put(f"/v3/webhooks/{webhook['id']}", json={"status": "pause"}).status_code == 200
