@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.docs_blocks import replace_block
+from tools.docs_blocks import MissingMarkers, replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "test-results"
@@ -113,7 +113,11 @@ def main() -> int:
     if security is None or faults is None:
         print("figures: no complete set of figures in test-results/ (run `make test`)", file=sys.stderr)
         return 0
-    changed = write(security, faults)
+    try:
+        changed = write(security, faults)
+    except MissingMarkers as exc:
+        print(f"figures: {exc}; restore the markers (tools/docs_blocks.py lists them)", file=sys.stderr)
+        return 1
     print(f"figures: {', '.join(changed) + ' updated' if changed else 'docs already current'}")
     return 0
 

@@ -165,3 +165,12 @@ def test_api_page_lists_every_route_of_the_openapi_document() -> None:
     listed = set(re.findall(r"`((?:GET|PUT|POST|DELETE|PATCH|HEAD|OPTIONS) /[^`\s]*)`", page))
     assert routes - listed == set(), "routes of docs/openapi.yaml missing from docs/api.md"
     assert listed - routes == set(), "docs/api.md lists routes that docs/openapi.yaml does not have"
+
+
+def test_figures_refuses_a_page_without_markers(tmp_path: Path) -> None:
+    root = _copy_pages(tmp_path)
+    (root / "docs" / "security.md").write_text("# Security model\n\nno markers\n", encoding="utf-8")
+    readme_before = (root / "README.md").read_text(encoding="utf-8")
+    with pytest.raises(MissingMarkers):
+        figures.write(SECURITY, _faults(), root=root)
+    assert (root / "README.md").read_text(encoding="utf-8") == readme_before
