@@ -64,7 +64,8 @@ test: $(STAMP) browser lint typecheck lint-template static
 build: $(STAMP)
 	$(PY) -m tools.package
 
-# Cold start, warm latency, round trips and package sizes; updates bench/results and the README table.
+# Cold start, warm latency, round trips and package sizes; updates bench/results, docs/performance.md and
+# the README's summary line.
 bench: $(STAMP) build
 	$(PY) -m bench
 

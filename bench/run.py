@@ -16,7 +16,7 @@ Everything is measured here, in one run, against `make build`'s packages and the
   per flow, both flavours;
 - sizes: `.build/manifest.json`.
 
-Results: bench/results/latest.{json,md} and the README's bench section.
+Results: bench/results/latest.{json,md}, docs/performance.md and a README line (bench/publish.py).
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / ".build"
 RESULTS = Path(__file__).resolve().parent / "results"
-README = ROOT / "README.md"
-START_MARK, END_MARK = "<!-- bench:start -->", "<!-- bench:end -->"
 CHILD_SOURCE = (Path(__file__).resolve().parent / "child.py").read_text(encoding="utf-8")
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 
@@ -772,13 +770,9 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def update_readme(table: str) -> None:
-    text = README.read_text(encoding="utf-8")
-    if START_MARK not in text or END_MARK not in text:
-        print("README has no bench markers; not updated", file=sys.stderr)
-        return
-    head, rest = text.split(START_MARK, 1)
-    _, tail = rest.split(END_MARK, 1)
-    README.write_text(f"{head}{START_MARK}\n{table}{END_MARK}{tail}", encoding="utf-8")
+    from bench.publish import publish
+
+    publish(table, json.loads((RESULTS / "latest.json").read_text(encoding="utf-8")))
 
 
 def _load() -> str:
@@ -798,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="cold start / latency / round trips / size report")
     parser.add_argument("--rounds", type=int, default=10, help="fresh interpreters per cold-start figure")
     parser.add_argument("--warm-scale", type=float, default=1.0, help="scale the warm iteration counts")
-    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not update the docs")
     args = parser.parse_args(argv)
     if args.rounds < 10:
         print("note: fewer than 10 rounds; figures are indicative only", file=sys.stderr)

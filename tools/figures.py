@@ -1,9 +1,11 @@
-"""Write the security, fault and concurrency figures of the last test run into the README.
+"""Write the security, fault and concurrency figures of the last test run into the docs.
 
 `make test` runs it after pytest: the adversarial/property/log suites write
 `test-results/figures-security.json`, the fault and concurrency suites `test-results/figures-faults.json`
 (see their conftest.py). This renders both between `<!-- figures:start -->` and `<!-- figures:end -->`
-in README.md, so the README's figures are always the ones a run produced.
+in docs/security.md, and their one-line summary between `<!-- figures-summary:start -->` and
+`<!-- figures-summary:end -->` in README.md (tools/docs_blocks.py), so the figures shown are always
+the ones a run produced.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools.docs_blocks import MissingMarkers, replace_block
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "test-results"
-README = ROOT / "README.md"
-START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -73,17 +75,37 @@ def render(security: dict[str, Any], faults: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(block: str, readme: Path = README) -> bool:
-    text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} … {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{START}\n{block}\n{END}{tail}"
-    if new == text:
-        return False
-    readme.write_text(new, encoding="utf-8")
-    return True
+def summary(security: dict[str, Any], faults: dict[str, Any]) -> str:
+    """The README's one line: the same run's totals, and whether every parallel flow held."""
+    flows = faults["concurrency"]
+    held = all(
+        c["flows_connected"] == c["flows_run"] == c["grant_records_found"]
+        and c["duplicates"] == 0
+        and c["identical_callbacks_5xx"] == 0
+        for c in flows.values()
+    )
+    parallel = " + ".join(str(c["flows_run"]) for _, c in sorted(flows.items()))
+    outcome = (
+        "every flow connected once, no duplicate grant"
+        if held
+        else "**some parallel flows did not converge (see the tables)**"
+    )
+    return (
+        f"**Security and faults:** {security['hostile_inputs_total']:,} hostile inputs "
+        f"({security['threats_covered']} of {security['threats_total']} threats over HTTP), "
+        f"{len(faults['faults_injected'])} injected faults, {parallel} parallel flows "
+        f"({', '.join(sorted(flows))}): {outcome}. [Tables](docs/security.md#figures-of-the-last-run)"
+    )
+
+
+def write(security: dict[str, Any], faults: dict[str, Any], root: Path = ROOT) -> list[str]:
+    """Rewrite both blocks; the files that changed."""
+    changed = []
+    if replace_block(root / "docs" / "security.md", "figures", render(security, faults)):
+        changed.append("docs/security.md")
+    if replace_block(root / "README.md", "figures-summary", summary(security, faults)):
+        changed.append("README.md")
+    return changed
 
 
 def main() -> int:
@@ -91,8 +113,12 @@ def main() -> int:
     if security is None or faults is None:
         print("figures: no complete set of figures in test-results/ (run `make test`)", file=sys.stderr)
         return 0
-    changed = update_readme(render(security, faults))
-    print(f"figures: README.md {'updated' if changed else 'already current'}")
+    try:
+        changed = write(security, faults)
+    except MissingMarkers as exc:
+        print(f"figures: {exc}; restore the markers (tools/docs_blocks.py lists them)", file=sys.stderr)
+        return 1
+    print(f"figures: {', '.join(changed) + ' updated' if changed else 'docs already current'}")
     return 0
 
 

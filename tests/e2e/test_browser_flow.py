@@ -2,6 +2,10 @@
 
 Demo page (plays the SaaS app) → teams-connect → Nylas emulator consent page → back to the demo, for
 both decisions and both Nylas flavours.
+
+The v3 "allow" run also takes the README's pictures of the flow (docs/img/connect.png, consent.png,
+connected.png), so they always show what the code does. The test stacks listen on free ports; the
+pictures show the API at `make run`'s fixed address instead, as a reader will see it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / "test-results" / "screenshots"
+DOCS_IMAGES = ROOT / "docs" / "img"
+MAKE_RUN_API = "http://127.0.0.1:3000"
+DOCS_FLAVOUR = "v3"
+DOCS_VIEWPORT = {"width": 720, "height": 480}
 
 
 def chromium_path() -> str:
@@ -56,30 +64,64 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackUrls]:
 
 @pytest.fixture
 def page(chromium: Browser) -> Iterator[Page]:
-    context = chromium.new_context()
+    context = chromium.new_context(viewport=DOCS_VIEWPORT)  # type: ignore[arg-type]
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
     context.close()
 
 
-def connect(page: Page, stack: StackUrls, user_id: str) -> None:
+def docs_picture(page: Page, stack: StackUrls, name: str) -> None:
+    """Write docs/img/<name>.png (only when the picture changed), with the test stack's API address
+    shown as `make run`'s."""
+    page.evaluate(
+        """([actual, shown]) => {
+            const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                node.nodeValue = node.nodeValue.split(actual).join(shown);
+            }
+            for (const input of document.querySelectorAll("input")) {
+                input.value = input.value.split(actual).join(shown);
+            }
+        }""",
+        [stack.gateway, MAKE_RUN_API],
+    )
+    png = page.screenshot(full_page=True, animations="disabled", caret="hide")
+    target = DOCS_IMAGES / f"{name}.png"
+    if not target.is_file() or target.read_bytes() != png:
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(png)
+
+
+def connect(page: Page, stack: StackUrls, user_id: str, *, pictures: bool = False) -> None:
     page.goto(stack.demo + "/")
     page.fill("#user-id", user_id)
+    if pictures:
+        docs_picture(page, stack, "connect")
     page.click("#connect")
     page.wait_for_url(f"{stack.emulator}/**")
 
 
 def test_allow_connects_the_mailbox(page: Page, stack: StackUrls) -> None:
-    user_id, email = f"e2e-{uuid.uuid4().hex[:8]}", f"e2e-{uuid.uuid4().hex[:8]}@contoso.example"
-    connect(page, stack, user_id)
+    pictures = stack.flavour == DOCS_FLAVOUR
+    # Fixed names in the pictures' run (each flavour has its own fresh stack), unique ones otherwise.
+    user_id, email = (
+        ("user-42", "ada@contoso.example")
+        if pictures
+        else (f"e2e-{uuid.uuid4().hex[:8]}", f"e2e-{uuid.uuid4().hex[:8]}@contoso.example")
+    )
+    connect(page, stack, user_id, pictures=pictures)
     page.fill("input[name=email]", email)
+    if pictures:
+        docs_picture(page, stack, "consent")
     page.click("button[name=decision][value=allow]")
     page.wait_for_url(f"{stack.demo}/return**")
     assert "status=connected" in page.url
     for secret in ("code=", "state=", "grant_id="):
         assert secret not in page.url
     expect(page.locator("#mailbox")).to_have_text(email)
+    if pictures:
+        docs_picture(page, stack, "connected")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"connected-{stack.flavour}.png"))
 
