@@ -86,14 +86,6 @@ def resolver_routes(app_py: Path) -> set[str]:
     `@app.<method>("/path/<param>")`."""
     tree = ast.parse(app_py.read_text(encoding="utf-8"))
     routes: set[str] = set()
-    for statement in tree.body:
-        if (
-            isinstance(statement, ast.Assign)
-            and [getattr(t, "id", None) for t in statement.targets] == ["ROUTE_KEY"]
-            and isinstance(statement.value, ast.Constant)
-            and isinstance(statement.value.value, str)
-        ):
-            routes.add(statement.value.value)
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef):
             continue

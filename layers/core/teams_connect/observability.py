@@ -6,7 +6,7 @@ Tracing and cold start: Powertools' `Tracer()` imports the X-Ray SDK (aws_xray_s
 botocore and httpx, which costs a few hundred milliseconds of init even when tracing is disabled.
 So the real Tracer is created only when Powertools would trace: in Lambda unless
 `POWERTOOLS_TRACE_DISABLED` is true, which template.yaml sets unless its `Tracing` parameter is
-`Active` (the default, PassThrough, loads no X-Ray SDK: README "Performance").
+`Active` (the default, PassThrough, loads no X-Ray SDK: docs/performance.md).
 Otherwise (the local stack, the tests,
 `sam local`, or a deployment that sets POWERTOOLS_TRACE_DISABLED to skip the SDK) Powertools would
 create a disabled Tracer anyway; `tracer` is then a no-op stand-in with the same decorators, and the
