@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
+from teams_connect import strict_json
 from teams_connect.errors import (
     ConnectError,
     InvalidRequest,
@@ -109,19 +110,6 @@ def api_error(error: BaseException) -> Response:
     return json_response(status, body, error_headers(error))
 
 
-def _reject_constant(_: str) -> Any:
-    raise ValueError("non-standard JSON constant")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError("duplicate key")
-        result[key] = value
-    return result
-
-
 def parse_json_body(request: Any) -> Any:
     """Strict JSON: `Content-Type: application/json`, ≤ 16 KiB, UTF-8, no duplicate keys, no NaN.
     `request`: an `apigw.Request` (lower-cased `headers`, `body`, `is_base64_encoded`)."""
@@ -142,9 +130,7 @@ def parse_json_body(request: Any) -> Any:
     if len(data) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
     try:
-        return json.loads(
-            data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
-        )
+        return strict_json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError):
         # RecursionError: deeply nested arrays/objects (`[[[[…`), a JSON bomb within 16 KiB.
         raise InvalidRequest("The body is not valid JSON.") from None

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from teams_connect import lifecycle
+from teams_connect import lifecycle, strict_json
 from teams_connect.errors import ConnectError
 from teams_connect.observability import logger, metrics
 from teams_connect.store import GrantRecord
@@ -143,20 +143,11 @@ def decompress(data: bytes, encoding: str) -> bytes:
     return out
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError("duplicate key")
-        result[key] = value
-    return result
-
-
 def parse(data: bytes) -> Notification | None:
     """The grant notification in `data`; None for a well-formed notification of another trigger."""
     bad = Rejected(_json(400, "invalid_request", "The body is not a Nylas notification."))
     try:
-        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        doc = strict_json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise bad from None
     if not isinstance(doc, dict):
