@@ -83,6 +83,9 @@ class LambdaContext:
         self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
         self.log_stream_name = self.log_stream_name or f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]local"
 
+    def restart_clock(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
@@ -105,10 +108,20 @@ def make_context(route: Route) -> LambdaContext:
 # shared by every resolver of the process. All functions run in this one process (one "environment"),
 # so invocations run one at a time; HTTP, moto and the emulator stay concurrent.
 _INVOKE_LOCK = threading.Lock()
+# How long a request may wait for the environment before the gateway gives up (API Gateway's own
+# integration limit is 30 s).
+QUEUE_LIMIT_SECONDS = 29
 
 
-def _one_at_a_time(handler: Handler, event: dict[str, Any], context: Any) -> Any:
+def _one_at_a_time(
+    handler: Handler, event: dict[str, Any], context: LambdaContext, started: Callable[[], None]
+) -> Any:
+    """Run the handler once the environment is free. Lambda would have run a concurrent request in
+    another environment at once, so time spent waiting here is not the function's: its timeout (and
+    `get_remaining_time_in_millis`) count from when it starts (`started` is called then)."""
     with _INVOKE_LOCK:
+        context.restart_clock()
+        started()
         return handler(event, context)
 
 
@@ -387,9 +400,22 @@ class Gateway:
         context = make_context(route)
         try:
             handler = await asyncio.to_thread(self.loader, route)
-            result = await asyncio.wait_for(
-                asyncio.to_thread(_one_at_a_time, handler, event, context), route.timeout
+            loop = asyncio.get_running_loop()
+            started: asyncio.Future[None] = loop.create_future()
+
+            def mark_started() -> None:
+                if not started.done():
+                    started.set_result(None)
+
+            def signal_start() -> None:
+                loop.call_soon_threadsafe(mark_started)
+
+            running = asyncio.ensure_future(
+                asyncio.to_thread(_one_at_a_time, handler, event, context, signal_start)
             )
+            # The timeout counts from the start of the invocation, not from the queue before it.
+            await asyncio.wait_for(asyncio.shield(started), QUEUE_LIMIT_SECONDS)
+            result = await asyncio.wait_for(running, route.timeout)
         except TimeoutError:
             # A Lambda timeout is a function error: HTTP API answers 500 (503 is its own 30 s limit).
             LOG.error(

@@ -236,7 +236,6 @@ def setup_webhook(
 
 def _start_grant_events(moto_url: str, table: str) -> Callable[[], None]:
     """The stream → `functions/grant_events` mapping, locally (one invocation at a time, as Lambda)."""
-    from local.gateway import _one_at_a_time
     from local.streams import StreamPoller
 
     route = Route(
@@ -251,7 +250,9 @@ def _start_grant_events(moto_url: str, table: str) -> Callable[[], None]:
     poller = StreamPoller(
         moto_url,
         table,
-        lambda event, context: _one_at_a_time(handler, event, context),
+        # Its own "environment", as in Lambda: a stream batch never waits for (or blocks) the HTTP
+        # functions' one-at-a-time lock. The batches themselves run one at a time (one poller thread).
+        handler,
         lambda: make_context(route),
     ).start()
     return poller.stop
