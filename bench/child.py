@@ -49,7 +49,7 @@ def naive() -> None:
     )
 
 
-def floor(services: list[str], with_httpx: bool) -> None:
+def floor(services: list[str], with_httpx: bool, with_boto3: bool) -> None:
     import botocore.session
 
     session = botocore.session.get_session()
@@ -58,6 +58,11 @@ def floor(services: list[str], with_httpx: bool) -> None:
         import httpx
 
         keep.append(httpx.Client())
+    if with_boto3:  # what Powertools Idempotency's DynamoDB persistence layer imports by itself
+        import boto3
+        import boto3.dynamodb.types
+
+        keep.append((boto3, boto3.dynamodb.types.TypeDeserializer))
     globals()["_keep"] = keep
 
 
@@ -87,7 +92,7 @@ def main() -> None:
     elif config["mode"] == "naive":
         naive()
     else:
-        floor(config["services"], config["httpx"])
+        floor(config["services"], config["httpx"], config.get("boto3", False))
     init_ms = (time.perf_counter() - started) * 1000
     # CPU time of the init as well: on a shared machine the wall time also counts waiting for a core.
     result: dict[str, object] = {
