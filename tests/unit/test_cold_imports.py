@@ -136,6 +136,14 @@ def test_no_boto3_no_resolver_no_unused_powertools_on_http_routes(function: str,
     assert "botocore.client" in modules  # the clients are created at init (no network: see below)
 
 
+@pytest.mark.parametrize("function", [*HTTP_FUNCTIONS, "create_meeting", "grant_events", "revoke_sweeper"])
+def test_the_first_connection_imports_nothing(function: str) -> None:
+    # botocore encodes the host name of its first connection with the IDNA codec: loaded at init
+    # (teams_connect.aws), not inside the first invocation (bench: "first call imports").
+    _, modules = modules_at_init(function, "v3")
+    assert "encodings.idna" in modules
+
+
 @pytest.mark.parametrize("tracing", [False, True])
 def test_create_meeting_loads_only_its_explicit_allowance(tracing: bool) -> None:
     _, modules = modules_at_init("create_meeting", "v3", tracing=tracing)
