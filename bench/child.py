@@ -4,7 +4,8 @@
 (/var/task), the layer's `python/` (/opt/python) and the runtime's boto3/botocore (/var/runtime).
 `-B`: nothing is written at run time, so the only bytecode is the build's (checked-hash) one.
 
-Modes: `handler` imports `app` (module-scope setup included) and, given an event, invokes it once;
+Modes: `handler` imports `app` (module-scope setup included) and, given events, invokes it with the
+first (the container's first invocation) and then the second (a warm one, same backend state);
 `naive` / `floor` build the reference stacks. Prints one JSON line.
 """
 
@@ -49,7 +50,7 @@ def naive() -> None:
     )
 
 
-def floor(services: list[str], with_httpx: bool) -> None:
+def floor(services: list[str], with_httpx: bool, with_boto3: bool) -> None:
     import botocore.session
 
     session = botocore.session.get_session()
@@ -58,6 +59,11 @@ def floor(services: list[str], with_httpx: bool) -> None:
         import httpx
 
         keep.append(httpx.Client())
+    if with_boto3:  # what Powertools Idempotency's DynamoDB persistence layer imports by itself
+        import boto3
+        import boto3.dynamodb.types
+
+        keep.append((boto3, boto3.dynamodb.types.TypeDeserializer))
     globals()["_keep"] = keep
 
 
@@ -87,21 +93,26 @@ def main() -> None:
     elif config["mode"] == "naive":
         naive()
     else:
-        floor(config["services"], config["httpx"])
+        floor(config["services"], config["httpx"], config.get("boto3", False))
     init_ms = (time.perf_counter() - started) * 1000
     # CPU time of the init as well: on a shared machine the wall time also counts waiting for a core.
     result: dict[str, object] = {
         "init_ms": init_ms,
         "init_cpu_ms": (time.process_time() - started_cpu) * 1000,
     }
-    if handler is not None and config.get("event"):
+    if handler is not None and config.get("events"):
+        first, *later = config["events"]
         loaded = set(sys.modules)
         began = time.perf_counter()
-        response = handler(config["event"], Context())
+        response = handler(first, Context())
         result["first_ms"] = (time.perf_counter() - began) * 1000
         result["status"] = response.get("statusCode")
         # Modules the first invocation had to import (compiled and executed inside the request).
         result["first_call_imports"] = sorted(set(sys.modules) - loaded)
+        if later:  # the same container's second invocation: warm, against the same backend state
+            began = time.perf_counter()
+            handler(later[0], Context())
+            result["second_ms"] = (time.perf_counter() - began) * 1000
     result["maxrss_kb"] = peak_rss_kb()
     # The layer's modules must have been loaded (not the dev venv's): prove where they came from.
     module = sys.modules.get("aws_lambda_powertools")

@@ -16,11 +16,12 @@ def _range(values: list[float], fmt: str) -> str:
 
 def summary(results: dict[str, Any]) -> str:
     """One line: cold init, its ratios to the floor and to a naive stack, warm p50, layer size, targets."""
-    from bench.run import FUNCTIONS, USES, _size
+    from bench.run import FLOOR_OF, FUNCTIONS, _size
 
     cold, warm = results["cold"], results["warm"]
-    inits = [cold[f"{f}/pyc"]["init_ms"]["p50"] for f in FUNCTIONS]
-    floors = [cold["floor/httpx" if USES[f][1] else "floor/aws"]["init_ms"]["p50"] for f in FUNCTIONS]
+    functions = [f for f in FUNCTIONS if f"{f}/pyc" in cold]  # the functions this run measured
+    inits = [cold[f"{f}/pyc"]["init_ms"]["p50"] for f in functions]
+    floors = [cold[f"floor/{FLOOR_OF[f]}"]["init_ms"]["p50"] for f in functions]
     naive = cold["naive"]["init_ms"]["p50"]
     layer = next(a for a in results["sizes"]["artifacts"] if a["kind"] == "layer")
     targets = results["targets"]
@@ -30,8 +31,8 @@ def summary(results: dict[str, Any]) -> str:
     xnaive = _range([i / naive for i in inits], "{:.2f}")
     return (
         f"**Performance** (`make bench` of {date}, {results['machine']['cpus']} shared CPUs): cold init "
-        f"{_range(inits, '{:.0f}')} ms, {xfloor}x the bare-botocore floor and {xnaive}x a naive stack; "
-        f"warm p50 {_range([warm[f]['p50'] for f in FUNCTIONS], '{:.0f}')} ms; layer "
+        f"{_range(inits, '{:.0f}')} ms, {xfloor}x its floor and {xnaive}x a naive stack; "
+        f"warm p50 {_range([warm[f]['p50'] for f in functions], '{:.0f}')} ms; layer "
         f"{_size(layer['zipped_bytes'])} zipped; {met} of {len(targets)} targets met. "
         "[Tables](docs/performance.md#last-make-bench)"
     )

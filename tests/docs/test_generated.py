@@ -141,7 +141,7 @@ def _bench_results() -> dict[str, Any]:
 def test_bench_summary_line() -> None:
     assert bench_summary(_bench_results()) == (
         "**Performance** (`make bench` of 2026-11-27, 2 shared CPUs): cold init 666-949 ms, 1.59-1.81x "
-        "the bare-botocore floor and 0.81-1.15x a naive stack; warm p50 10-73 ms; layer 3.80 MB zipped; "
+        "its floor and 0.81-1.15x a naive stack; warm p50 10-73 ms; layer 3.80 MB zipped; "
         "18 of 36 targets met. [Tables](docs/performance.md#last-make-bench)"
     )
 

@@ -32,15 +32,18 @@ _lock = threading.Lock()
 
 
 def events_client() -> Any:
-    """The container's EventBridge client (botocore, standard retries, explicit timeouts)."""
+    """The container's EventBridge client (botocore, standard retries, explicit timeouts), from the
+    container's one botocore session (teams_connect.aws, which also imports the IDNA codec at init:
+    `make bench` showed the first PutEvents importing it inside the first invocation)."""
     global _client
     if _client is None:
         with _lock:
             if _client is None:
-                import botocore.session
                 from botocore.config import Config
 
-                _client = botocore.session.get_session().create_client(
+                from teams_connect.aws import session
+
+                _client = session().create_client(
                     "events", config=Config(retries={"mode": "standard"}, connect_timeout=2, read_timeout=5)
                 )
     return _client
