@@ -49,6 +49,9 @@ CONTRACT_CODES = frozenset(
 )
 
 
+# A load test: 400 flows through two local stacks whose gateways run one event at a time (about
+# 75 s alone on two cores, more while the session's other stacks are alive).
+@pytest.mark.timeout(300)
 def test_two_hundred_parallel_flows_per_flavour_end_in_exactly_two_hundred_grants(
     stacks: dict[str, StackUrls],
 ) -> None:

@@ -190,6 +190,20 @@ def test_reauthentication_makes_an_expired_record_valid_again(aws: Aws) -> None:
     assert (rec.status, rec.status_changed_at, rec.grant_id) == ("valid", T0 + 60, "g-1")
 
 
+def test_an_update_that_changes_nothing_shown_keeps_updated_at(aws: Aws) -> None:
+    """A re-consent that keeps status and scopes (e.g. the same mailbox refused for another user) is
+    recorded for ordering (`notified_at`) but leaves the record as the app sees it."""
+    seed(aws)
+    before = record(aws)
+    assert service(aws).handle(post(note("grant.updated", T0 + 60, code=25027))).status == 200
+    after = record(aws)
+    assert (after.status, after.updated_at, after.status_changed_at) == ("valid", T0, T0)
+    assert after.notified_at == T0 + 60 > before.notified_at
+    # ... and a change that shows does move it
+    assert service(aws, now=T0 + 900).handle(post(note("grant.expired", T0 + 120))).status == 200
+    assert (record(aws).status, record(aws).updated_at) == ("expired", T0 + 900)
+
+
 def test_granted_scopes_missing_a_required_one_read_needs_reauth(aws: Aws) -> None:
     seed(aws)
     body = note("grant.created", T0 + 60, scope=["Calendars.ReadWrite", "User.Read"])

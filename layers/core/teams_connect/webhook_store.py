@@ -74,6 +74,10 @@ class NotificationStore:
     def apply(self, record: GrantRecord, change: Change, *, notification_id: str, at: int, now: int) -> str:
         """Apply `change` (from a notification sent at `at`) to `record` as read; an `Outcome`."""
         names = {"#st": "status"}
+        # `updated_at` moves only when what the record shows changes: a re-authentication that keeps
+        # status and scopes (or a mailbox's re-consent elsewhere, refused there) leaves it as it was.
+        shown = (change.status, tuple(change.scopes), tuple(change.missing_scopes))
+        touched = shown != (record.status, tuple(record.scopes), tuple(record.missing_scopes))
         values: dict[str, Any] = {
             ":g": {"S": record.grant_id},
             ":c": {"N": str(record.connected_at)},
@@ -83,7 +87,7 @@ class NotificationStore:
             ":sca": {"N": str(change.status_changed_at)},
             ":scopes": {"L": [{"S": s} for s in change.scopes]},
             ":missing": {"L": [{"S": s} for s in change.missing_scopes]},
-            ":now": {"N": str(now)},
+            ":now": {"N": str(now if touched else record.updated_at)},
         }
         items: list[dict[str, Any]] = [
             {
