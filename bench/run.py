@@ -720,9 +720,19 @@ def cold_starts(stack: Any, driver: Driver, rounds: int) -> dict[str, Any]:
             entry["first_penalty_ms"] = _stats([s["first_ms"] - s["second_ms"] for s in case.samples])
             entry["first_status"] = sorted({s["status"] for s in case.samples})
             entry["first_call_imports"] = case.samples[0].get("first_call_imports", [])
-        entry["powertools_from"] = case.samples[0].get("powertools_from")
+        entry["powertools_from"] = _repo_relative(case.samples[0].get("powertools_from"))
         out[case.key] = entry
     return out
+
+
+def _repo_relative(path: str | None) -> str | None:
+    """Where Powertools was imported from, relative to the checkout (results hold no machine path)."""
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return path
 
 
 # --------------------------------------------------------------------------- warm and round trips
