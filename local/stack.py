@@ -32,12 +32,11 @@ import uvicorn
 
 from local.aws import (
     DEFAULT_LOCAL_API_KEY,
-    FAKE_CREDENTIALS,
     LOCAL_NYLAS_SECRET,
-    REGION,
     local_aws_environment,
     start_local_aws,
 )
+from local.aws import client as aws_client  # moto's endpoint with the fake credentials
 from local.eventbridge import LocalEventBridge
 from local.gateway import API_ID, ModuleHandlerLoader, create_app, make_context
 from local.template import Route, function_environment, load_template
@@ -164,17 +163,9 @@ def setup_nylas_side(
     integration. Credentials are read from (local) Secrets Manager. Returns the report's lines.
     """
     _ensure_layer_on_path()
-    import boto3
-
     from teams_connect.setup import DEFAULT_SCOPES, SetupSpec, ensure
 
-    secretsmanager = boto3.client(
-        "secretsmanager",
-        endpoint_url=moto_url,
-        region_name=REGION,
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    secretsmanager = aws_client("secretsmanager", moto_url)
     flavour: Literal["v3", "beta"] = "beta" if nylas_api == "beta" else "v3"
     spec = SetupSpec(
         flavour=flavour,
@@ -205,8 +196,6 @@ def setup_webhook(
     """v3: the grant-notification webhook at `webhook_url` (which must already serve the challenge),
     its secret stored in the stack's webhook secret: the same code as the custom resource."""
     _ensure_layer_on_path()
-    import boto3
-
     from teams_connect.setup import (
         DEFAULT_SCOPES,
         SecretsManagerStore,
@@ -216,13 +205,7 @@ def setup_webhook(
         load_credentials,
     )
 
-    secretsmanager = boto3.client(
-        "secretsmanager",
-        endpoint_url=moto_url,
-        region_name=REGION,
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    secretsmanager = aws_client("secretsmanager", moto_url)
     spec = SetupSpec(
         flavour="v3",
         base_url=nylas_base_url,
