@@ -435,7 +435,7 @@ class Driver:
     def webhook_event(self, user_id: str) -> dict[str, Any]:
         """A signed grant notification that changes the record (expired ↔ valid, alternately; each
         one a second later than the last, as newest-wins requires), built as the emulator sends them."""
-        from teams_connect.webhooks import signature
+        from teams_connect.domain.webhooks import signature
 
         self.notifications += 1
         trigger = "grant.expired" if self.notifications % 2 else "grant.updated"
@@ -476,7 +476,7 @@ class Driver:
     def sweep_event(self) -> dict[str, Any]:
         """One due REVOKE# entry for a grant nobody holds (the user let go of it without revoking):
         the sweeper revokes it at Nylas and removes the entry."""
-        from teams_connect.store import GrantStore
+        from teams_connect.adapters.store.grants import GrantStore
 
         user_id = self.connected_user()
         grant_id = self.grant_id(user_id)
@@ -485,7 +485,7 @@ class Driver:
         )
         grants.delete(user_id, grant_id)
         now = int(time.time())
-        grants.enqueue_revoke(grant_id, due=now, now=now)
+        grants.outbox.enqueue(grant_id, due=now, now=now)
         return dict(SCHEDULED_EVENT, id=str(uuid.uuid4()), time=time.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def prepared_event(self, function: str) -> dict[str, Any]:
@@ -775,7 +775,8 @@ class UpstreamWait:
             self.ms += (time.perf_counter() - self._started.pop()) * 1000
 
     def install(self) -> None:
-        from teams_connect import publisher, secrets, store
+        from teams_connect.adapters import publisher, secrets
+        from teams_connect.adapters.store import base as store
 
         for client in (store.dynamodb_client(), secrets.secrets_client(), publisher.events_client()):
             client.meta.events.register("before-call.*.*", self._before)
@@ -852,7 +853,7 @@ def round_trips(
     and the steady state (median over `repeats` later invocations)."""
     out: dict[str, Any] = {}
     first_done: set[str] = set()
-    from teams_connect import secrets
+    from teams_connect.adapters import secrets
 
     for function in functions:
         per_call: list[Calls] = []

@@ -1,10 +1,11 @@
 """GET /connect/callback: Nylas returns the browser; verify, store the grant, end the flow."""
 
-from teams_connect import apigw, observability, web
+from teams_connect import observability
 from teams_connect.config import get_settings
+from teams_connect.domain.flow import build_flow
 from teams_connect.errors import SessionInvalid
-from teams_connect.flow import build_flow
-from teams_connect.security import parse_query
+from teams_connect.http import apigw, web
+from teams_connect.rules.security import parse_query
 
 flow = build_flow(get_settings())
 

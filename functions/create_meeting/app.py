@@ -1,16 +1,16 @@
 """POST /v1/users/{user_id}/meetings: schedule a Teams meeting on the user's stored grant.
 
-Lean (teams_connect.apigw: no event-handler resolver). The only function that loads the Powertools
+Lean (teams_connect.http.apigw: no event-handler resolver). The only function that loads the Powertools
 Idempotency utility (an `Idempotency-Key` header makes retries safe)."""
 
 import os
 
-from teams_connect import apigw, web
+from teams_connect.adapters.store.base import dynamodb_client
 from teams_connect.config import get_settings
-from teams_connect.meetings import build_meetings
-from teams_connect.meetings_idempotency import MeetingsCreate
-from teams_connect.security import parse_query
-from teams_connect.store import dynamodb_client
+from teams_connect.domain.meetings import build_meetings
+from teams_connect.domain.meetings_idempotency import MeetingsCreate
+from teams_connect.http import apigw, web
+from teams_connect.rules.security import parse_query
 
 meetings = build_meetings(get_settings())
 creator = MeetingsCreate(meetings, os.environ.get("IDEMPOTENCY_TABLE", ""), dynamodb_client())

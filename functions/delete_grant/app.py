@@ -1,9 +1,9 @@
 """DELETE /v1/grants/{user_id}: revoke the grant at Nylas, then remove the record."""
 
-from teams_connect import apigw, web
 from teams_connect.config import get_settings
-from teams_connect.flow import build_flow
-from teams_connect.security import parse_query
+from teams_connect.domain.flow import build_flow
+from teams_connect.http import apigw, web
+from teams_connect.rules.security import parse_query
 
 flow = build_flow(get_settings())
 

@@ -10,8 +10,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from teams_connect.adapters.publisher import PUBLISH_FAILED, PUBLISHED, events_client, publish
 from teams_connect.observability import logger, metrics, tracer
-from teams_connect.publisher import PUBLISH_FAILED, PUBLISHED, events_client, publish
 
 BUS = os.environ.get("EVENT_BUS_NAME", "") or "default"
 client = events_client()

@@ -1,4 +1,5 @@
-"""GET|POST /nylas/webhooks: Nylas's challenge and its signed grant notifications (teams_connect.webhooks).
+"""GET|POST /nylas/webhooks: Nylas's challenge and its signed grant notifications
+(teams_connect.domain.webhooks).
 
 Lean on purpose: the API Gateway HTTP API v2 event is read directly (no event-handler resolver), no
 Nylas client; DynamoDB and Secrets Manager clients are created once per container, at init.
@@ -9,13 +10,13 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from teams_connect import lifecycle
+from teams_connect.adapters.secrets import secrets_client, webhook_secrets
+from teams_connect.adapters.store.base import dynamodb_client
+from teams_connect.adapters.store.notifications import NotificationStore
 from teams_connect.config import get_settings
+from teams_connect.domain.webhooks import WebhookService
 from teams_connect.observability import logger, metrics, tracer
-from teams_connect.secrets import secrets_client, webhook_secrets
-from teams_connect.store import dynamodb_client
-from teams_connect.webhook_store import NotificationStore
-from teams_connect.webhooks import WebhookService
+from teams_connect.rules import lifecycle
 
 ROUTES = ("GET /nylas/webhooks", "POST /nylas/webhooks")  # template.yaml; checked by tests/contract
 settings = get_settings()

@@ -1,4 +1,5 @@
-"""Scheduled: revoke at Nylas every grant in the REVOKE# outbox that is due (teams_connect.revocations).
+"""Scheduled: revoke at Nylas every grant in the REVOKE# outbox that is due
+(teams_connect.domain.revocations).
 
 Lean: no HTTP resolver; the DynamoDB client, the secrets provider and the Nylas HTTP client are created
 once per container. Each run takes at most `SWEEP_LIMIT` entries and stops before the Lambda deadline;
@@ -11,9 +12,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from teams_connect.config import get_settings
-from teams_connect.flow import build_flow
+from teams_connect.domain.flow import build_flow
+from teams_connect.domain.revocations import Revoker
 from teams_connect.observability import logger
-from teams_connect.revocations import Revoker
 
 SWEEP_LIMIT = 50
 MARGIN_SECONDS = 5.0

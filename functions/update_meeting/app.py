@@ -1,12 +1,12 @@
 """PATCH /v1/users/{user_id}/meetings/{meeting_id}: change a meeting's title, times, description
 or participants.
 
-Lean (teams_connect.apigw: no event-handler resolver)."""
+Lean (teams_connect.http.apigw: no event-handler resolver)."""
 
-from teams_connect import apigw, web
 from teams_connect.config import get_settings
-from teams_connect.meetings import build_meetings
-from teams_connect.security import parse_query
+from teams_connect.domain.meetings import build_meetings
+from teams_connect.http import apigw, web
+from teams_connect.rules.security import parse_query
 
 meetings = build_meetings(get_settings())
 

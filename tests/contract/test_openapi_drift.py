@@ -18,7 +18,8 @@ import yaml
 from local.template import ROOT, http_routes, load_template
 from openapi_spec_validator import validate
 
-from teams_connect import errors, security
+from teams_connect import errors
+from teams_connect.rules import security
 
 OPENAPI_PATH = ROOT / "docs" / "openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
@@ -36,7 +37,7 @@ CONTRACT_BROWSER_CODES = {
     "upstream_unavailable",
     "server_error",
 }
-# The codes functions/nylas_webhooks answers errors with (teams_connect.webhooks).
+# The codes functions/nylas_webhooks answers errors with (teams_connect.domain.webhooks).
 WEBHOOK_CODES = {"invalid_request", "unauthorized", "payload_too_large", "upstream_unavailable"}
 # Statuses a function never answers with; API Gateway does (route throttling).
 GATEWAY_STATUSES = {"429"}
@@ -227,7 +228,7 @@ def test_api_error_responses_carry_the_codes_of_their_status(spec: dict[str, Any
             assert schema is spec["components"]["schemas"]["Error"], f"{key} {status}"
             documented = set(response["x-error-codes"])
             if key.startswith(("GET /nylas/", "POST /nylas/")):
-                # The webhook answers a few of the codes (teams_connect.webhooks), at their statuses.
+                # The webhook answers a few of the codes (teams_connect.domain.webhooks), at their statuses.
                 assert documented <= WEBHOOK_CODES, f"{key} {status}: {documented}"
                 assert all(int(status) in statuses[code] for code in documented), f"{key} {status}"
                 continue

@@ -14,12 +14,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from teams_connect import secrets as tc_secrets
+from teams_connect.adapters import secrets as tc_secrets
+from teams_connect.adapters.secrets import API_KEYS_MAX_AGE, API_KEYS_REREAD_INTERVAL, SecretsProvider
+from teams_connect.adapters.store.grants import GrantStore
+from teams_connect.adapters.store.sessions import SessionStore
 from teams_connect.config import Settings
+from teams_connect.domain.flow import ConnectFlow
 from teams_connect.errors import Unauthorized
-from teams_connect.flow import ConnectFlow
-from teams_connect.secrets import API_KEYS_MAX_AGE, API_KEYS_REREAD_INTERVAL, SecretsProvider
-from teams_connect.store import GrantStore, SessionStore
 
 from .support import FIGURES
 

@@ -2,7 +2,7 @@
 
 The local stack runs in this process (`local.stack.start_stack`: gateway, handlers, moto server,
 Nylas emulator), so the handlers' own boto3 clients (`store.dynamodb_client()`, the Powertools
-SecretsProvider of `teams_connect.secrets`) are in reach: a botocore `before-send` hook answers the
+SecretsProvider of `teams_connect.adapters.secrets`) are in reach: a botocore `before-send` hook answers the
 chosen operation with an AWS error *before moto sees it*, exactly as the service would, and the SDK's
 standard retry mode then does its retries (3 attempts; legacy mode would make 10 for DynamoDB, so the
 attempt counts also pin the retry mode). Backoff sleeps are set to 0 to keep the suite fast.
@@ -21,10 +21,10 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from local.stack import start_stack
 
-from teams_connect import secrets as tc_secrets
-from teams_connect import store
+from teams_connect.adapters import secrets as tc_secrets
+from teams_connect.adapters.secrets import secrets_client
+from teams_connect.adapters.store import base as store
 from teams_connect.config import get_settings
-from teams_connect.secrets import secrets_client
 from tests.support.flow_client import Browser
 from tests.support.stack_process import StackUrls, pause_webhooks
 

@@ -13,14 +13,14 @@ import pytest
 import respx
 from moto import mock_aws
 
-from teams_connect import secrets as tc_secrets
+from teams_connect.adapters import secrets as tc_secrets
+from teams_connect.adapters.nylas.http import NylasHttp
+from teams_connect.adapters.nylas.port import CallbackInput, PendingFlow
+from teams_connect.adapters.nylas.v3 import V3Adapter
+from teams_connect.adapters.secrets import BOTO_CONFIG, SecretsProvider, secrets_client
 from teams_connect.config import Settings
+from teams_connect.domain.flow import build_flow
 from teams_connect.errors import ConnectError
-from teams_connect.flow import build_flow
-from teams_connect.nylas.http import NylasHttp
-from teams_connect.nylas.port import CallbackInput, PendingFlow
-from teams_connect.nylas.v3 import V3Adapter
-from teams_connect.secrets import BOTO_CONFIG, SecretsProvider, secrets_client
 
 from .support import FIGURES
 

@@ -1,4 +1,4 @@
-"""In-process properties of `teams_connect.security` (cheap: many examples)."""
+"""In-process properties of `teams_connect.rules.security` (cheap: many examples)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from teams_connect import security
 from teams_connect.config import parse_allowed_return_urls
 from teams_connect.errors import InvalidRequest, ReturnToNotAllowed, SessionInvalid, Unauthorized
+from teams_connect.rules import security
 from tests.adversarial import harness
 
 ALLOWED = parse_allowed_return_urls(

@@ -33,15 +33,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from teams_connect import secrets as tc_secrets
-from teams_connect import store
+from teams_connect.adapters import secrets as tc_secrets
+from teams_connect.adapters.nylas.beta import BetaAdapter
+from teams_connect.adapters.nylas.http import NylasHttp
+from teams_connect.adapters.nylas.v3 import V3Adapter
+from teams_connect.adapters.secrets import SecretsProvider
+from teams_connect.adapters.store import base as store
+from teams_connect.adapters.store.grants import GrantStore
+from teams_connect.adapters.store.sessions import SessionStore
 from teams_connect.config import Settings, get_settings
-from teams_connect.flow import ConnectFlow
-from teams_connect.nylas.beta import BetaAdapter
-from teams_connect.nylas.http import NylasHttp
-from teams_connect.nylas.v3 import V3Adapter
-from teams_connect.secrets import SecretsProvider
-from teams_connect.store import GrantStore, SessionStore
+from teams_connect.domain.flow import ConnectFlow
 
 from .tables import create_tables
 

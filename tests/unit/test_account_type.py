@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from teams_connect.nylas.v3 import callback_error_code
+from teams_connect.adapters.nylas.v3 import callback_error_code
 
 AADSTS500200 = (
     "AADSTS500200: User account 'someone@outlook.com' is a personal Microsoft account. Personal "

@@ -139,7 +139,7 @@ def test_no_boto3_no_resolver_no_unused_powertools_on_http_routes(function: str,
 @pytest.mark.parametrize("function", [*HTTP_FUNCTIONS, "create_meeting", "grant_events", "revoke_sweeper"])
 def test_the_first_connection_imports_nothing(function: str) -> None:
     # botocore encodes the host name of its first connection with the IDNA codec: loaded at init
-    # (teams_connect.aws), not inside the first invocation (bench: "first call imports").
+    # (teams_connect.adapters.aws), not inside the first invocation (bench: "first call imports").
     _, modules = modules_at_init(function, "v3")
     assert "encodings.idna" in modules
 
@@ -195,7 +195,7 @@ spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 heavy = ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.batch")
-print(json.dumps(sorted(n for n in sys.modules if n.startswith(heavy) or n == "teams_connect.web")))
+print(json.dumps(sorted(n for n in sys.modules if n.startswith(heavy) or n == "teams_connect.http.web")))
 """
 
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 import respx
 
+from teams_connect.domain.flow import StartOutcome
 from teams_connect.errors import ServerError, UpstreamUnavailable
-from teams_connect.flow import StartOutcome
 
 from .conftest import (
     BETA_BASE,

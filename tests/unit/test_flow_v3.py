@@ -7,7 +7,7 @@ import httpx
 import pytest
 import respx
 
-from teams_connect import security
+from teams_connect.domain.flow import StartOutcome, grant_json
 from teams_connect.errors import (
     InvalidRequest,
     NotFound,
@@ -17,7 +17,7 @@ from teams_connect.errors import (
     SessionUsed,
     UpstreamUnavailable,
 )
-from teams_connect.flow import StartOutcome, grant_json
+from teams_connect.rules import security
 
 from .conftest import (
     API_KEY,

@@ -267,7 +267,7 @@ def test_log_event_stays_off_even_if_the_environment_asks(
 
 
 def test_browser_pages_send_hsts_over_https_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from teams_connect import web
+    from teams_connect.http import web
 
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://connect.example.com")
     for resp in (web.html_page(400, "session_invalid", "x"), web.redirect("https://app.example.com/")):
@@ -280,13 +280,13 @@ def test_browser_pages_send_hsts_over_https_only(monkeypatch: pytest.MonkeyPatch
 def test_the_revoke_sweeper_revokes_due_entries_and_keeps_failed_ones(handler_env: Aws) -> None:
     import time
 
-    from teams_connect.store import GrantStore
+    from teams_connect.adapters.store.grants import GrantStore
 
     grants = GrantStore(GRANTS, SESSIONS, handler_env.client)
     now = int(time.time())
-    grants.enqueue_revoke("g-due", due=now - 10, now=now - 10)
-    grants.enqueue_revoke("g-down", due=now - 10, now=now - 10)
-    grants.enqueue_revoke("g-later", due=now + 3600, now=now)
+    grants.outbox.enqueue("g-due", due=now - 10, now=now - 10)
+    grants.outbox.enqueue("g-down", due=now - 10, now=now - 10)
+    grants.outbox.enqueue("g-later", due=now + 3600, now=now)
     sweeper = load_handler("revoke_sweeper")
     event = json.loads((ROOT / "events" / "revoke_sweeper" / "scheduled.json").read_text())
     with respx.mock() as router:
@@ -297,4 +297,4 @@ def test_the_revoke_sweeper_revokes_due_entries_and_keeps_failed_ones(handler_en
         assert down.call_count == 1
     assert result == {"revoked": 1, "kept": 0, "failed": 1}
     # g-down is retried in a minute, g-later is due in an hour
-    assert [d.grant_id for d in grants.due_revocations(now + 10**6)] == ["g-down", "g-later"]
+    assert [d.grant_id for d in grants.outbox.due(now + 10**6)] == ["g-down", "g-later"]

@@ -6,7 +6,13 @@ import httpx
 import pytest
 import respx
 
-from teams_connect.nylas.http import NylasError, NylasHttp, new_breaker, parse_error, parse_retry_after
+from teams_connect.adapters.nylas.http import (
+    NylasError,
+    NylasHttp,
+    new_breaker,
+    parse_error,
+    parse_retry_after,
+)
 
 BASE = "https://api.us.nylas.com"
 

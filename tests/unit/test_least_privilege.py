@@ -16,7 +16,7 @@ import httpx
 import respx
 from tools.static_gates import LEAST_PRIVILEGE
 
-from teams_connect.revocations import Revoker
+from teams_connect.domain.revocations import Revoker
 
 from . import test_flow_beta as beta_support
 from .conftest import BETA_BASE, GRANTS, SESSIONS, V3_BASE, Aws, make_harness
@@ -147,7 +147,7 @@ def test_every_function_is_granted_exactly_the_item_actions_its_code_performs(aw
     assert flow.nylas is not None
     flow.nylas._http.breaker.close()  # type: ignore[attr-defined]
     h.clock.now += 10**6
-    flow.grants.enqueue_revoke("g-9", due=int(h.clock.now), now=int(h.clock.now))
+    flow.grants.outbox.enqueue("g-9", due=int(h.clock.now), now=int(h.clock.now))
     with respx.mock(assert_all_called=False) as router, recorder.recording() as used:
         router.delete(f"{V3_BASE}/v3/grants/g-9").mock(return_value=httpx.Response(200, json={}))
         router.delete(f"{V3_BASE}/v3/grants/g-1").mock(return_value=httpx.Response(400))

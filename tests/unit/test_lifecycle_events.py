@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from teams_connect import lifecycle
+from teams_connect.adapters.publisher import publish
 from teams_connect.config import Settings
-from teams_connect.lifecycle import event_for, event_id_of, missing_scopes, required_scopes, status_for
-from teams_connect.publisher import publish
+from teams_connect.rules import lifecycle
+from teams_connect.rules.lifecycle import event_for, event_id_of, missing_scopes, required_scopes, status_for
 
 from .conftest import ROOT, Aws, FakeContext, load_handler
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from teams_connect.errors import InvalidRequest
-from teams_connect.meeting_input import EARLIEST, LATEST, MAX_DURATION_SECONDS, parse_create, parse_time
+from teams_connect.rules.meeting_input import EARLIEST, LATEST, MAX_DURATION_SECONDS, parse_create, parse_time
 
 INSTANTS = st.integers(min_value=EARLIEST + 86400, max_value=LATEST - 86400)
 OFFSETS = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59)

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import respx
 
-from teams_connect.flow import grant_json
+from teams_connect.domain.flow import grant_json
 
 from .conftest import Aws, Harness, make_harness
 from .test_flow_v3 import GRANT_ID, TOKEN_URL, cookies_of, start, token_response

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from teams_connect import security
 from teams_connect.config import parse_allowed_return_urls
 from teams_connect.errors import InvalidRequest, ReturnToNotAllowed, SessionInvalid, Unauthorized
+from teams_connect.rules import security
 
 ALLOWED = parse_allowed_return_urls(
     "https://allowed.example/app,https://allowed.example:8443/x/,http://127.0.0.1:8000/,http://localhost/cb"
@@ -296,7 +296,7 @@ def test_return_to_with_an_ordinary_path_parameter_is_still_accepted() -> None:
 
 @pytest.mark.parametrize("body", ["[" * 15000, '{"a":' * 2500 + "1" + "}" * 2500])
 def test_deeply_nested_json_is_invalid_request_not_a_crash(body: str) -> None:
-    from teams_connect import apigw, web
+    from teams_connect.http import apigw, web
 
     request = apigw.Request("POST", "/v1/sessions", headers={"content-type": "application/json"}, body=body)
     with pytest.raises(InvalidRequest):

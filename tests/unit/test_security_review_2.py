@@ -14,9 +14,9 @@ import pytest
 import respx
 from botocore.exceptions import ClientError
 
+from teams_connect.adapters.store.grants import GrantRecord
+from teams_connect.domain.revocations import ABANDONED_GRACE_SECONDS, Revoker
 from teams_connect.errors import Conflict, UpstreamUnavailable
-from teams_connect.revocations import ABANDONED_GRACE_SECONDS, Revoker
-from teams_connect.store import GrantRecord
 
 from . import test_flow_beta as beta_support
 from .conftest import BETA_BASE, GRANTS, RETURN_TO, V3_BASE, Aws, Harness, make_harness

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from teams_connect import security
+from teams_connect.adapters.store.grants import GrantRecord, GrantStore, Superseded
+from teams_connect.adapters.store.sessions import AlreadyCompleted, SessionStore, StartData
 from teams_connect.errors import (
     AccountAlreadyLinked,
     BrowserMismatch,
@@ -14,7 +15,7 @@ from teams_connect.errors import (
     SessionInvalid,
     SessionUsed,
 )
-from teams_connect.store import AlreadyCompleted, GrantRecord, GrantStore, SessionStore, StartData, Superseded
+from teams_connect.rules import security
 
 from .conftest import GRANTS, SESSIONS, Aws
 
@@ -244,7 +245,7 @@ def test_delete_leaves_a_guard_that_now_belongs_to_someone_else(aws: Aws) -> Non
 
 # --- AWS failures: standard retries, transient transaction cancellations --------------------------
 def test_the_container_client_uses_standard_retries_and_timeouts(aws: Aws) -> None:
-    from teams_connect.store import dynamodb_client
+    from teams_connect.adapters.store.base import dynamodb_client
 
     config = dynamodb_client().meta.config
     assert config.retries == {"mode": "standard"}
@@ -309,20 +310,20 @@ def test_a_mailbox_switch_removes_the_old_guard_and_enqueues_its_revoke_in_one_t
     assert grants.save(_grant("alice", "g-old", started=NOW + 5)) is None  # re-auth: nothing replaced
     assert grants.save(_grant("alice", "g-new", started=NOW + 10)) == "g-old"
     assert "Item" not in aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-old"}})
-    assert [d.grant_id for d in grants.due_revocations(NOW + 15)] == ["g-old"]
+    assert [d.grant_id for d in grants.outbox.due(NOW + 15)] == ["g-old"]
     # Linking g-old again cancels its pending revoke in the same transaction.
     assert grants.save(_grant("alice", "g-old", started=NOW + 20)) == "g-new"
-    assert [d.grant_id for d in grants.due_revocations(NOW + 25)] == ["g-new"]
+    assert [d.grant_id for d in grants.outbox.due(NOW + 25)] == ["g-new"]
 
 
 def test_the_outbox_postpones_and_forgets_entries(aws: Aws) -> None:
     grants = GrantStore(GRANTS, SESSIONS, aws.client)
-    grants.enqueue_revoke("g-1", due=NOW + 100, now=NOW)
-    assert grants.due_revocations(NOW + 99) == []
-    grants.postpone_revoke("g-1", due=NOW + 500)
-    due = grants.due_revocations(NOW + 500)
+    grants.outbox.enqueue("g-1", due=NOW + 100, now=NOW)
+    assert grants.outbox.due(NOW + 99) == []
+    grants.outbox.postpone("g-1", due=NOW + 500)
+    due = grants.outbox.due(NOW + 500)
     assert [(d.grant_id, d.attempts) for d in due] == [("g-1", 1)]
-    grants.revoked("g-1")
-    assert grants.due_revocations(NOW + 10_000) == []
-    grants.postpone_revoke("g-1", due=NOW)  # a gone entry is not recreated
-    assert grants.due_revocations(NOW + 10_000) == []
+    grants.outbox.confirmed("g-1")
+    assert grants.outbox.due(NOW + 10_000) == []
+    grants.outbox.postpone("g-1", due=NOW)  # a gone entry is not recreated
+    assert grants.outbox.due(NOW + 10_000) == []

@@ -15,10 +15,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from teams_connect import lifecycle
-from teams_connect.store import GrantRecord, GrantStore
-from teams_connect.webhook_store import NotificationStore
-from teams_connect.webhooks import WebhookService, challenge, signature_matches
+from teams_connect.adapters.store.grants import GrantRecord, GrantStore
+from teams_connect.adapters.store.notifications import NotificationStore
+from teams_connect.domain.webhooks import WebhookService, challenge, signature_matches
+from teams_connect.rules import lifecycle
 
 from .conftest import GRANTS, SESSIONS, Aws, FakeContext, http_event, load_handler, log_text
 

@@ -88,7 +88,7 @@ def make_tracer() -> TracerLike:
 
 
 def trace_httpx() -> None:
-    """X-Ray subsegments for the Nylas calls: called by `teams_connect.nylas.http` when it loads."""
+    """X-Ray subsegments for the Nylas calls: called by `teams_connect.adapters.nylas.http` when it loads."""
     if tracing_enabled():
         from aws_xray_sdk.core import patch
 

@@ -12,7 +12,7 @@ with sockets forbidden) and any user-space randomness frozen in the snapshot mus
 
 The hooks come from `snapshot_restore_py`, which the managed Python runtime pre-installs; it is
 imported only under SnapStart (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`), and hooks must be
-registered at init by a module the handler imports (`teams_connect.apigw` does it).
+registered at init by a module the handler imports (`teams_connect.http.apigw` does it).
 """
 
 from __future__ import annotations

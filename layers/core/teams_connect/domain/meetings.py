@@ -25,7 +25,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from teams_connect import security
+from teams_connect.adapters.nylas.events import AmbiguousCreate, EventsApi, GrantExpired
+from teams_connect.adapters.secrets import SecretsProvider
+from teams_connect.adapters.store.grants import GrantRecord, GrantStore
 from teams_connect.config import Settings
 from teams_connect.errors import (
     ConnectError,
@@ -36,17 +38,15 @@ from teams_connect.errors import (
     UnsupportedFlavour,
     UpstreamUnavailable,
 )
-from teams_connect.meeting_input import (
+from teams_connect.observability import logger
+from teams_connect.rules import security
+from teams_connect.rules.meeting_input import (
     check_idempotency_key,
     check_meeting_id,
     check_span,
     parse_create,
     parse_update,
 )
-from teams_connect.nylas.events import AmbiguousCreate, EventsApi, GrantExpired
-from teams_connect.observability import logger
-from teams_connect.secrets import SecretsProvider
-from teams_connect.store import GrantRecord, GrantStore
 
 TAG_KEY = "key1"  # Nylas indexes metadata key1..key5 only: metadata_pair filters need one of them
 OWNER_KEY = "key2"
@@ -304,15 +304,15 @@ class Meetings:
 def build_meetings(settings: Settings, *, clock: Callable[[], float] = time.time) -> Meetings:
     """The container's clients, once, at init: DynamoDB, Secrets Manager, and (v3) the Nylas HTTP
     stack. A beta deployment builds no Nylas client: every route answers `unsupported_flavour`."""
-    from teams_connect.secrets import secrets_client
-    from teams_connect.store import dynamodb_client
+    from teams_connect.adapters.secrets import secrets_client
+    from teams_connect.adapters.store.base import dynamodb_client
 
     client = dynamodb_client()
     secrets_client()
     secrets = SecretsProvider(settings)
     events: EventsApi | None = None
     if settings.nylas_api == "v3":
-        from teams_connect.nylas.http import NylasHttp
+        from teams_connect.adapters.nylas.http import NylasHttp
 
         http = NylasHttp(settings.nylas_base_url, read_timeout=settings.nylas_read_timeout)
         events = EventsApi(http, secrets)

@@ -25,8 +25,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
+from teams_connect.domain.meetings import Meetings
 from teams_connect.errors import Conflict, ConnectError, IdempotencyKeyReused, UpstreamUnavailable
-from teams_connect.meetings import Meetings
 from teams_connect.observability import logger
 
 EXPIRES_AFTER_SECONDS = 24 * 3600

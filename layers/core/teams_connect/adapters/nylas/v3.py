@@ -7,6 +7,14 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from teams_connect.adapters.nylas.port import (
+    PROVIDER,
+    BeginRequest,
+    CallbackInput,
+    PendingFlow,
+    VerifiedGrant,
+)
+from teams_connect.adapters.secrets import SecretsProvider
 from teams_connect.config import Settings
 from teams_connect.errors import (
     AccessDenied,
@@ -17,13 +25,11 @@ from teams_connect.errors import (
     SessionInvalid,
     UpstreamUnavailable,
 )
-from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
 from teams_connect.observability import logger
-from teams_connect.secrets import SecretsProvider
-from teams_connect.security import GRANT_ID_RE, check_state, pkce_challenge
+from teams_connect.rules.security import GRANT_ID_RE, check_state, pkce_challenge
 
 if TYPE_CHECKING:  # httpx and the retry stack load only when a call is made (v3 start makes none)
-    from teams_connect.nylas.http import NylasError, NylasHttp, NylasResponse
+    from teams_connect.adapters.nylas.http import NylasError, NylasHttp, NylasResponse
 
 _CODE_RE = re.compile(r"^[\x21-\x7e]{1,2048}\Z")
 _ERROR_RE = re.compile(r"^[a-z_]{1,64}\Z")
@@ -138,7 +144,7 @@ class V3Adapter:
         """`POST /v3/connect/token`, never blindly repeated (the code is single-use). A 401 means the
         client authentication failed, so the code was not redeemed: the secret is re-read once and
         the exchange repeated once, but only if the re-read key differs (rotation)."""
-        from teams_connect.nylas.http import NylasError
+        from teams_connect.adapters.nylas.http import NylasError
 
         creds = self._secrets.nylas()
         for attempt in (1, 2):
@@ -192,7 +198,7 @@ class V3Adapter:
     def revoke(self, grant_id: str, *, deadline: float | None = None) -> None:
         if not GRANT_ID_RE.match(grant_id):
             raise ServerError()
-        from teams_connect.nylas.http import NylasError, revoke_error
+        from teams_connect.adapters.nylas.http import NylasError, revoke_error
 
         try:
             self._http.request_rereading_credentials(
@@ -213,7 +219,7 @@ class V3Adapter:
 
     def _authorized(self, method: str, path: str, *, route: str, deadline: float | None) -> Any:
         """An idempotent call with the API key; on 401 re-read the secret once and retry once."""
-        from teams_connect.nylas.http import NylasError, api_error
+        from teams_connect.adapters.nylas.http import NylasError, api_error
 
         def bearer(force: bool) -> dict[str, str]:
             return {"Authorization": f"Bearer {self._secrets.nylas(force_fetch=force).api_key}"}

@@ -16,13 +16,19 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from teams_connect.adapters.nylas.http import NylasError, NylasHttp, api_error, revoke_error
+from teams_connect.adapters.nylas.port import (
+    PROVIDER,
+    BeginRequest,
+    CallbackInput,
+    PendingFlow,
+    VerifiedGrant,
+)
+from teams_connect.adapters.secrets import SecretsProvider
 from teams_connect.config import DEFAULT_BETA_SCOPES, Settings, is_loopback_host
 from teams_connect.errors import GrantInvalid, ServerError, SessionInvalid
-from teams_connect.nylas.http import NylasError, NylasHttp, api_error, revoke_error
-from teams_connect.nylas.port import PROVIDER, BeginRequest, CallbackInput, PendingFlow, VerifiedGrant
 from teams_connect.observability import logger
-from teams_connect.secrets import SecretsProvider
-from teams_connect.security import EMAIL_RE, GRANT_ID_RE, check_state
+from teams_connect.rules.security import EMAIL_RE, GRANT_ID_RE, check_state
 
 CLOCK_SKEW_SECONDS = 60
 _URL_CHARS = re.compile(r"^[\x21-\x7e]{1,2048}\Z")

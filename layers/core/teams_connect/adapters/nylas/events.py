@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from teams_connect.adapters.secrets import SecretsProvider
 from teams_connect.errors import (
     ConnectError,
     InvalidRequest,
@@ -30,10 +31,9 @@ from teams_connect.errors import (
     UpstreamUnavailable,
 )
 from teams_connect.observability import logger
-from teams_connect.secrets import SecretsProvider
 
 if TYPE_CHECKING:  # httpx and the retry stack load with the client, not with these error types
-    from teams_connect.nylas.http import NylasError, NylasHttp
+    from teams_connect.adapters.nylas.http import NylasError, NylasHttp
 
 CALENDAR = "primary"
 API_KEY_ERROR_TYPES = frozenset(
@@ -135,7 +135,7 @@ class EventsApi:
         *,
         creating: bool = False,
     ) -> Any:
-        from teams_connect.nylas.http import NylasError
+        from teams_connect.adapters.nylas.http import NylasError
 
         def send(force: bool) -> Any:
             key = self._secrets.nylas(force_fetch=force).api_key

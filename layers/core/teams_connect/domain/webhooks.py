@@ -29,11 +29,11 @@ from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from teams_connect import lifecycle, strict_json
+from teams_connect.adapters.store.grants import GrantRecord
+from teams_connect.adapters.store.notifications import Change, NotificationStore, Outcome
 from teams_connect.errors import ConnectError
 from teams_connect.observability import logger, metrics
-from teams_connect.store import GrantRecord
-from teams_connect.webhook_store import Change, NotificationStore, Outcome
+from teams_connect.rules import lifecycle, strict_json
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_CHALLENGE_CHARS = 1024

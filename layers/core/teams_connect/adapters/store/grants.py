@@ -1,162 +1,27 @@
-"""DynamoDB: the sessions table (a conditional state machine) and the grants table (transactions).
+"""DynamoDB: the grants table's user records and mailbox guards, written in transactions.
 
-Low-level client (no resource layer), created once per container with standard retries.
-Session states: pending → started → consumed → completed | failed (each step conditional);
-a consumed session can be released back to started so the same browser may retry.
+USER#<user_id> is the user's one grant, GRANT#<grant_id> the mailbox's owner guard; a transaction
+that lets go of a grant also enqueues its revocation in the outbox (outbox.py).
 """
 
 from __future__ import annotations
 
-import hmac
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from teams_connect import aws
+from teams_connect.adapters.nylas.port import VerifiedGrant
+from teams_connect.adapters.store.base import aws_error, aws_error_code, dynamodb_client
+from teams_connect.adapters.store.outbox import REVOKE_PREFIX, RevokeOutbox, revoke_item
+from teams_connect.adapters.store.sessions import COMPLETED, CONSUMED
 from teams_connect.errors import (
     AccountAlreadyLinked,
-    BrowserMismatch,
     Conflict,
-    ConnectError,
     ServerError,
-    SessionExpired,
-    SessionInvalid,
     SessionUsed,
-    UpstreamUnavailable,
 )
-from teams_connect.nylas.port import VerifiedGrant
 from teams_connect.observability import logger
-
-PENDING, STARTED, CONSUMED, COMPLETED, FAILED = "pending", "started", "consumed", "completed", "failed"
-SESSION_RETENTION_SECONDS = 3600  # TTL grace after expiry: keeps replays answerable, then gone
-REVOKE_PREFIX = "REVOKE#"
-OUTBOX_INDEX = "revoke-due"  # sparse GSI of the grants table: outbox = "revoke", due_at
-OUTBOX_KEY = "revoke"
-_TRANSIENT_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "TransactionInProgressException",
-    }
-)
-
-_client: Any = None
-_client_lock = threading.Lock()
-
-
-def dynamodb_client() -> Any:
-    """The container's one DynamoDB client (created lazily, once)."""
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                _client = aws.session().create_client(  # botocore, not boto3 (teams_connect.aws)
-                    "dynamodb",
-                    config=Config(retries={"mode": "standard"}, connect_timeout=2, read_timeout=5),
-                )
-    return _client
-
-
-def reset_client() -> None:
-    """Forget the cached client (tests)."""
-    global _client
-    _client = None
-
-
-class AlreadyCompleted(Exception):
-    """The callback was replayed by the browser that completed the session."""
-
-    def __init__(self, session: SessionRecord) -> None:
-        super().__init__("session already completed")
-        self.session = session
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    session_id: str
-    status: str
-    user_id: str
-    created_at: int
-    expires_at: int
-    return_to: str | None = None
-    login_hint: str | None = None
-    account_id: str | None = None
-    state_hash: str | None = None
-    binding_hash: str | None = None
-    code_verifier: str | None = field(default=None, repr=False)
-    nylas_api: str | None = None
-    nylas_base_url: str | None = None
-    client_id: str | None = None
-    provider: str | None = None
-    started_at: int | None = None
-    flow_expires_at: int | None = None
-    expected_email: str | None = None
-    #: The grant verified with Nylas for this flow, kept before the grant transaction so that a retry
-    #: after a transient failure does not redeem the one-time code again.
-    verified: VerifiedGrant | None = None
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> SessionRecord:
-        def s(name: str) -> str | None:
-            v = item.get(name)
-            return str(v["S"]) if v and "S" in v else None
-
-        def n(name: str) -> int | None:
-            v = item.get(name)
-            return int(v["N"]) if v and "N" in v else None
-
-        return cls(
-            session_id=s("session_id") or "",
-            status=s("status") or "",
-            user_id=s("user_id") or "",
-            created_at=n("created_at") or 0,
-            expires_at=n("expires_at") or 0,
-            return_to=s("return_to"),
-            login_hint=s("login_hint"),
-            account_id=s("account_id"),
-            state_hash=s("state_hash"),
-            binding_hash=s("binding_hash"),
-            code_verifier=s("code_verifier"),
-            nylas_api=s("nylas_api"),
-            nylas_base_url=s("nylas_base_url"),
-            client_id=s("client_id"),
-            provider=s("provider"),
-            started_at=n("started_at"),
-            flow_expires_at=n("flow_expires_at"),
-            expected_email=s("expected_email"),
-            verified=_verified_from_item(item),
-        )
-
-
-def _verified_from_item(item: dict[str, Any]) -> VerifiedGrant | None:
-    grant_id = item.get("verified_grant_id", {}).get("S")
-    if not grant_id:
-        return None
-    return VerifiedGrant(
-        grant_id=str(grant_id),
-        email=str(item.get("verified_email", {}).get("S", "")),
-        provider=str(item.get("verified_provider", {}).get("S", "")),
-        scopes=tuple(str(x["S"]) for x in item.get("verified_scopes", {}).get("L", [])),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class StartData:
-    """What `start` fixes on the session (compared again at the callback: mix-up defence)."""
-
-    state_hash: str
-    binding_hash: str
-    code_verifier: str = field(repr=False)
-    nylas_api: str
-    nylas_base_url: str
-    client_id: str
-    provider: str = "microsoft"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +39,7 @@ class GrantRecord:
     # Tags of meeting creates that may have reached Nylas without an answer (meetings.py): a retry
     # with the same Idempotency-Key looks for its tag before creating again.
     ambiguous_tags: frozenset[str] = frozenset()
-    # Grant lifecycle (teams_connect.lifecycle): when `status` last changed, the required scopes the
+    # Grant lifecycle (teams_connect.rules.lifecycle): when `status` last changed, the required scopes the
     # grant lacks, and the time of the last Nylas notification applied (newest wins).
     status_changed_at: int = 0
     missing_scopes: tuple[str, ...] = ()
@@ -221,264 +86,8 @@ class GrantRecord:
         )
 
 
-# Why a transaction was cancelled, per item, when no condition failed: all transient.
-_TRANSIENT_CANCELLATIONS = frozenset(
-    {"ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict", "RequestLimitExceeded"}
-)
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def aws_error(exc: Exception) -> ConnectError:
-    """A DynamoDB failure that is not a business condition → upstream_unavailable / server_error.
-
-    A `TransactionCanceledException` (never retried by the SDK) whose reasons are throttling or a
-    conflict with another transaction is transient too: nothing was written, a retry may succeed."""
-    code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-    reasons: list[str] = []
-    if isinstance(exc, ClientError) and code == "TransactionCanceledException":
-        reasons = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons") or []]
-    logger.error("DynamoDB call failed", extra={"aws_error": code, "cancellation_reasons": reasons})
-    if isinstance(exc, BotoCoreError) or code in _TRANSIENT_CODES:
-        return UpstreamUnavailable()
-    if reasons and any(r in _TRANSIENT_CANCELLATIONS for r in reasons):
-        return UpstreamUnavailable()
-    return ServerError()
-
-
-def _same(a: str | None, b: str | None) -> bool:
-    return a is not None and b is not None and hmac.compare_digest(a, b)
-
-
-class SessionStore:
-    def __init__(self, table: str, client: Any = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client if self._client is not None else dynamodb_client()
-
-    def create(
-        self,
-        *,
-        session_id: str,
-        user_id: str,
-        now: int,
-        ttl_seconds: int,
-        return_to: str | None,
-        login_hint: str | None,
-        account_id: str | None,
-        expected_email: str | None = None,
-    ) -> SessionRecord:
-        expires_at = now + ttl_seconds
-        item: dict[str, Any] = {
-            "session_id": {"S": session_id},
-            "status": {"S": PENDING},
-            "user_id": {"S": user_id},
-            "created_at": {"N": str(now)},
-            "expires_at": {"N": str(expires_at)},
-            "ttl": {"N": str(expires_at + SESSION_RETENTION_SECONDS)},
-        }
-        optional = (
-            ("return_to", return_to),
-            ("login_hint", login_hint),
-            ("account_id", account_id),
-            ("expected_email", expected_email),
-        )
-        for name, value in optional:
-            if value is not None:
-                item[name] = {"S": value}
-        try:
-            self.client.put_item(
-                TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(session_id)"
-            )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                raise ServerError() from None  # a 256-bit id collided: never happens
-            raise aws_error(exc) from None
-        except BotoCoreError as exc:
-            raise aws_error(exc) from None
-        return SessionRecord.from_item(item)
-
-    def start(self, session_id: str, data: StartData, *, now: int, flow_ttl: int) -> SessionRecord:
-        """pending → started, once, while the link is unexpired. One UpdateItem. From here the flow has
-        its own lifetime (`flow_expires_at = now + flow_ttl`), independent of how late the link was
-        followed; the item's TTL moves with it."""
-        flow_expires_at = now + flow_ttl
-        try:
-            resp = self.client.update_item(
-                TableName=self.table,
-                Key={"session_id": {"S": session_id}},
-                UpdateExpression=(
-                    "SET #st = :started, state_hash = :sh, binding_hash = :bh, code_verifier = :cv, "
-                    "nylas_api = :api, nylas_base_url = :base, client_id = :cid, provider = :prov, "
-                    "started_at = :now, flow_expires_at = :fexp, #ttl = :ttl"
-                ),
-                ConditionExpression="attribute_exists(session_id) AND #st = :pending AND expires_at > :now",
-                ExpressionAttributeNames={"#st": "status", "#ttl": "ttl"},
-                ExpressionAttributeValues={
-                    ":started": {"S": STARTED},
-                    ":pending": {"S": PENDING},
-                    ":fexp": {"N": str(flow_expires_at)},
-                    ":ttl": {"N": str(flow_expires_at + SESSION_RETENTION_SECONDS)},
-                    ":sh": {"S": data.state_hash},
-                    ":bh": {"S": data.binding_hash},
-                    ":cv": {"S": data.code_verifier},
-                    ":api": {"S": data.nylas_api},
-                    ":base": {"S": data.nylas_base_url},
-                    ":cid": {"S": data.client_id},
-                    ":prov": {"S": data.provider},
-                    ":now": {"N": str(now)},
-                },
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
-                raise aws_error(exc) from None
-            old = exc.response.get("Item")
-            if not old:
-                raise SessionInvalid() from None
-            rec = SessionRecord.from_item(old)
-            if rec.status != PENDING:
-                raise SessionUsed(return_to=rec.return_to) from None
-            raise SessionExpired(return_to=rec.return_to) from None
-        except BotoCoreError as exc:
-            raise aws_error(exc) from None
-        return SessionRecord.from_item(resp["Attributes"])
-
-    def consume(self, session_id: str, *, state_hash: str, binding_hash: str, now: int) -> SessionRecord:
-        """The atomic one-time consume: started ∧ state ∧ browser binding ∧ flow unexpired → consumed.
-
-        On failure the old item tells why. Only a matching state identifies the session (and so
-        allows a redirect to its return_to); a wrong browser leaves the session untouched.
-        Raises `AlreadyCompleted` for a replay by the browser that completed it.
-        """
-        try:
-            resp = self.client.update_item(
-                TableName=self.table,
-                Key={"session_id": {"S": session_id}},
-                UpdateExpression="SET #st = :consumed, consumed_at = :now",
-                ConditionExpression=(
-                    "#st = :started AND state_hash = :sh AND binding_hash = :bh AND flow_expires_at > :now"
-                ),
-                ExpressionAttributeNames={"#st": "status"},
-                ExpressionAttributeValues={
-                    ":consumed": {"S": CONSUMED},
-                    ":started": {"S": STARTED},
-                    ":sh": {"S": state_hash},
-                    ":bh": {"S": binding_hash},
-                    ":now": {"N": str(now)},
-                },
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
-                raise aws_error(exc) from None
-            old = exc.response.get("Item")
-            raise self._consume_refusal(old, state_hash, binding_hash, now) from None
-        except BotoCoreError as exc:
-            raise aws_error(exc) from None
-        return SessionRecord.from_item(resp["Attributes"])
-
-    @staticmethod
-    def _consume_refusal(
-        old: dict[str, Any] | None, state_hash: str, binding_hash: str, now: int
-    ) -> Exception:
-        if not old:
-            return SessionInvalid()
-        rec = SessionRecord.from_item(old)
-        if not _same(rec.state_hash, state_hash):
-            return SessionInvalid()
-        if not _same(rec.binding_hash, binding_hash):
-            return BrowserMismatch(return_to=rec.return_to)
-        if rec.status == COMPLETED:
-            return AlreadyCompleted(rec)
-        if rec.status != STARTED:
-            return SessionUsed(return_to=rec.return_to)
-        if (rec.flow_expires_at or 0) <= now:
-            return SessionExpired(return_to=rec.return_to)
-        return ServerError(return_to=rec.return_to)
-
-    def _transition(self, session_id: str, *, to: str, now: int, error_code: str | None = None) -> None:
-        names = {"#st": "status"}
-        values: dict[str, Any] = {":to": {"S": to}, ":consumed": {"S": CONSUMED}, ":now": {"N": str(now)}}
-        update = "SET #st = :to, updated_at = :now"
-        if error_code:
-            update += ", error_code = :ec"
-            values[":ec"] = {"S": error_code}
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"session_id": {"S": session_id}},
-                UpdateExpression=update,
-                ConditionExpression="#st = :consumed",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            # Best effort: the user already gets an error; a stuck `consumed` only blocks replays.
-            logger.warning(
-                "session transition failed",
-                extra={
-                    "to": to,
-                    "aws_error": _error_code(exc) if isinstance(exc, ClientError) else "botocore",
-                },
-            )
-
-    def fail(self, session_id: str, *, error_code: str, now: int) -> None:
-        """consumed → failed (terminal: access denied, grant invalid, account already linked)."""
-        self._transition(session_id, to=FAILED, now=now, error_code=error_code)
-
-    def release(self, session_id: str, *, now: int) -> None:
-        """consumed → started: a transient failure leaves the session retryable by the same browser."""
-        self._transition(session_id, to=STARTED, now=now)
-
-    def unstart(self, session_id: str, *, state_hash: str) -> None:
-        """started → pending when the browser could not be sent to Nylas (beta login link failed),
-        so the same connect link can be followed again."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"session_id": {"S": session_id}},
-                UpdateExpression=(
-                    "SET #st = :pending "
-                    "REMOVE state_hash, binding_hash, code_verifier, started_at, flow_expires_at"
-                ),
-                ConditionExpression="#st = :started AND state_hash = :sh",
-                ExpressionAttributeNames={"#st": "status"},
-                ExpressionAttributeValues={
-                    ":pending": {"S": PENDING},
-                    ":started": {"S": STARTED},
-                    ":sh": {"S": state_hash},
-                },
-            )
-        except (ClientError, BotoCoreError) as exc:
-            logger.warning("session un-start failed", extra={"error_type": type(exc).__name__})
-
-    def get(self, session_id: str) -> SessionRecord | None:
-        try:
-            resp = self.client.get_item(
-                TableName=self.table, Key={"session_id": {"S": session_id}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc) from None
-        item = resp.get("Item")
-        return SessionRecord.from_item(item) if item else None
-
-
 class Superseded(Exception):
     """A newer flow of the same user already wrote the grant record."""
-
-
-@dataclass(frozen=True, slots=True)
-class DueRevocation:
-    grant_id: str
-    attempts: int
 
 
 class GrantStore:
@@ -494,6 +103,11 @@ class GrantStore:
     @property
     def client(self) -> Any:
         return self._client if self._client is not None else dynamodb_client()
+
+    @property
+    def outbox(self) -> RevokeOutbox:
+        """The REVOKE# entries of this table, on the same client."""
+        return RevokeOutbox(self.table, self.client)
 
     def get(self, user_id: str) -> GrantRecord | None:
         try:
@@ -581,7 +195,7 @@ class GrantStore:
         try:
             self.client.update_item(**kwargs)
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return False  # already so, or the user reconnected with another grant meanwhile
             raise aws_error(exc) from None
         except BotoCoreError as exc:
@@ -626,12 +240,12 @@ class GrantStore:
                     },
                 }
             },
-            {"Put": {"TableName": self.table, "Item": _revoke_item(grant.grant_id, due=revoke_due, now=now)}},
+            {"Put": {"TableName": self.table, "Item": revoke_item(grant.grant_id, due=revoke_due, now=now)}},
         ]
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if _error_code(exc) != "TransactionCanceledException":
+            if aws_error_code(exc) != "TransactionCanceledException":
                 raise aws_error(exc) from None
             codes = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons") or []]
             if codes and codes[0] == "ConditionalCheckFailed":
@@ -783,14 +397,14 @@ class GrantStore:
                 {
                     "Put": {
                         "TableName": self.table,
-                        "Item": _revoke_item(previous, due=record.updated_at, now=record.updated_at),
+                        "Item": revoke_item(previous, due=record.updated_at, now=record.updated_at),
                     }
                 }
             )
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if _error_code(exc) != "TransactionCanceledException":
+            if aws_error_code(exc) != "TransactionCanceledException":
                 raise aws_error(exc) from None
             reasons = exc.response.get("CancellationReasons") or []
             codes = [str(r.get("Code", "None")) for r in reasons]
@@ -838,7 +452,7 @@ class GrantStore:
                 self.client.transact_write_items(TransactItems=items)
                 return
             except ClientError as exc:
-                if _error_code(exc) != "TransactionCanceledException":
+                if aws_error_code(exc) != "TransactionCanceledException":
                     raise aws_error(exc) from None
                 codes = [str(r.get("Code")) for r in exc.response.get("CancellationReasons") or []]
                 if codes and codes[0] == "ConditionalCheckFailed":
@@ -849,70 +463,6 @@ class GrantStore:
             except BotoCoreError as exc:
                 raise aws_error(exc) from None
         raise Conflict()
-
-    # --- the revoke outbox -------------------------------------------------------------------------
-    def enqueue_revoke(self, grant_id: str, *, due: int, now: int) -> None:
-        """REVOKE#<grant_id>, due at `due` (a grant no flow may keep: revoke unless someone holds it)."""
-        try:
-            self.client.put_item(TableName=self.table, Item=_revoke_item(grant_id, due=due, now=now))
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc) from None
-
-    def due_revocations(self, now: int, *, limit: int = 50) -> list[DueRevocation]:
-        """Outbox entries due by `now`, oldest first (a Query on the sparse index: no table scan)."""
-        try:
-            resp = self.client.query(
-                TableName=self.table,
-                IndexName=OUTBOX_INDEX,
-                KeyConditionExpression="outbox = :o AND due_at <= :now",
-                ExpressionAttributeValues={":o": {"S": OUTBOX_KEY}, ":now": {"N": str(now)}},
-                Limit=limit,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc) from None
-        due = []
-        for item in resp.get("Items") or []:
-            pk = str(item.get("pk", {}).get("S", ""))
-            if pk.startswith(REVOKE_PREFIX):
-                due.append(
-                    DueRevocation(pk[len(REVOKE_PREFIX) :], int(item.get("attempts", {}).get("N", "0")))
-                )
-        return due
-
-    def revoked(self, grant_id: str) -> None:
-        """Nylas confirmed (or the grant is held again): the outbox entry goes."""
-        try:
-            self.client.delete_item(TableName=self.table, Key={"pk": {"S": REVOKE_PREFIX + grant_id}})
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc) from None
-
-    def postpone_revoke(self, grant_id: str, *, due: int) -> None:
-        """A failed attempt: count it and try again at `due` (only if the entry still exists)."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": REVOKE_PREFIX + grant_id}},
-                UpdateExpression="SET due_at = :due ADD attempts :one",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":due": {"N": str(due)}, ":one": {"N": "1"}},
-            )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return
-            raise aws_error(exc) from None
-        except BotoCoreError as exc:
-            raise aws_error(exc) from None
-
-
-def _revoke_item(grant_id: str, *, due: int, now: int) -> dict[str, Any]:
-    return {
-        "pk": {"S": REVOKE_PREFIX + grant_id},
-        "grant_id": {"S": grant_id},
-        "outbox": {"S": OUTBOX_KEY},
-        "due_at": {"N": str(due)},
-        "created_at": {"N": str(now)},
-        "attempts": {"N": "0"},
-    }
 
 
 class _UserChanged(Exception):

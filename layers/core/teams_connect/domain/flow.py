@@ -20,8 +20,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from teams_connect import lifecycle, security
+from teams_connect.adapters.nylas.port import (
+    PROVIDER,
+    BeginRequest,
+    CallbackInput,
+    NylasPort,
+    PendingFlow,
+    VerifiedGrant,
+)
+from teams_connect.adapters.secrets import SecretsProvider, secrets_client
 from teams_connect.config import Settings
+from teams_connect.domain.revocations import ABANDONED_GRACE_SECONDS, Revoker
 from teams_connect.errors import (
     BROWSER_CODES,
     AccessDenied,
@@ -39,31 +48,15 @@ from teams_connect.errors import (
     Unauthorized,
     UpstreamUnavailable,
 )
-from teams_connect.nylas.port import (
-    PROVIDER,
-    BeginRequest,
-    CallbackInput,
-    NylasPort,
-    PendingFlow,
-    VerifiedGrant,
-)
 from teams_connect.observability import logger
-from teams_connect.revocations import ABANDONED_GRACE_SECONDS, Revoker
-from teams_connect.secrets import SecretsProvider, secrets_client
+from teams_connect.rules import lifecycle, security
 
 if TYPE_CHECKING:
-    from teams_connect.nylas.http import NylasHttp
+    from teams_connect.adapters.nylas.http import NylasHttp
 
-from teams_connect.store import (
-    AlreadyCompleted,
-    GrantRecord,
-    GrantStore,
-    SessionRecord,
-    SessionStore,
-    StartData,
-    Superseded,
-    dynamodb_client,
-)
+from teams_connect.adapters.store.base import dynamodb_client
+from teams_connect.adapters.store.grants import GrantRecord, GrantStore, Superseded
+from teams_connect.adapters.store.sessions import AlreadyCompleted, SessionRecord, SessionStore, StartData
 
 _SESSION_FIELDS = frozenset({"user_id", "return_to", "login_hint", "account_id", "expected_email"})
 _CALLBACK_ERRORS: dict[str, type[ConnectError]] = {
@@ -364,7 +357,7 @@ class ConnectFlow:
             except ConnectError as exc:
                 # Not kept: at least make sure the grant is revoked if the flow never completes.
                 with contextlib.suppress(ConnectError):
-                    self.grants.enqueue_revoke(grant.grant_id, due=revoke_due, now=self.now())
+                    self.grants.outbox.enqueue(grant.grant_id, due=revoke_due, now=self.now())
                 raise end(exc, retryable=True) from None
         revoker = Revoker(self.grants, nylas, clock=self._clock)
         expected = session.expected_email
@@ -497,19 +490,19 @@ def build_flow(
     if with_nylas:
 
         def nylas_http() -> NylasHttp:
-            from teams_connect.nylas.http import NylasHttp
+            from teams_connect.adapters.nylas.http import NylasHttp
 
             return NylasHttp(settings.nylas_base_url, read_timeout=settings.nylas_read_timeout)
 
         if settings.nylas_api == "v3":
-            from teams_connect.nylas.v3 import V3Adapter
+            from teams_connect.adapters.nylas.v3 import V3Adapter
 
             if lazy_nylas_http:
                 port = V3Adapter(settings, secrets, http_factory=nylas_http)
             else:
                 port = V3Adapter(settings, secrets, nylas_http())
         else:
-            from teams_connect.nylas.beta import BetaAdapter
+            from teams_connect.adapters.nylas.beta import BetaAdapter
 
             port = BetaAdapter(settings, secrets, nylas_http())  # beta start calls Nylas
     return ConnectFlow(

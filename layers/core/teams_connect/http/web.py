@@ -16,7 +16,6 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
-from teams_connect import strict_json
 from teams_connect.errors import (
     ConnectError,
     InvalidRequest,
@@ -27,7 +26,8 @@ from teams_connect.errors import (
     to_http,
 )
 from teams_connect.observability import logger
-from teams_connect.security import with_status
+from teams_connect.rules import strict_json
+from teams_connect.rules.security import with_status
 
 MAX_BODY_BYTES = 16 * 1024
 CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.config import Config
 
-from teams_connect import aws
+from teams_connect.adapters import aws
 from teams_connect.config import Settings
 from teams_connect.errors import ServerError, UpstreamUnavailable
 from teams_connect.observability import logger

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from teams_connect.errors import InvalidRequest
-from teams_connect.security import EMAIL_RE
+from teams_connect.rules.security import EMAIL_RE
 
 MAX_TITLE = 1024
 MAX_DESCRIPTION = 8192

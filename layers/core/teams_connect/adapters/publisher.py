@@ -1,6 +1,6 @@
 """Grants table change stream → EventBridge (`functions/grant_events`).
 
-Each stream record of a `USER#` item that is a lifecycle step (teams_connect.lifecycle.event_for)
+Each stream record of a `USER#` item that is a lifecycle step (teams_connect.rules.lifecycle.event_for)
 becomes one PutEvents entry on the configured bus, source `teams-connect`. Entries go out in chunks
 of 10 (PutEvents' limit); a record whose entry failed (per-entry error, or the call failed) is
 reported as a batch item failure, so Lambda retries from it: nothing is lost, and what is sent twice
@@ -20,8 +20,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from teams_connect.lifecycle import SOURCE, GrantEvent, event_for
 from teams_connect.observability import logger
+from teams_connect.rules.lifecycle import SOURCE, GrantEvent, event_for
 
 CHUNK = 10
 PUBLISHED = "GrantEventsPublished"
@@ -33,7 +33,7 @@ _lock = threading.Lock()
 
 def events_client() -> Any:
     """The container's EventBridge client (botocore, standard retries, explicit timeouts), from the
-    container's one botocore session (teams_connect.aws, which also imports the IDNA codec at init:
+    container's one botocore session (teams_connect.adapters.aws, which also imports the IDNA codec at init:
     `make bench` showed the first PutEvents importing it inside the first invocation)."""
     global _client
     if _client is None:
@@ -41,7 +41,7 @@ def events_client() -> Any:
             if _client is None:
                 from botocore.config import Config
 
-                from teams_connect.aws import session
+                from teams_connect.adapters.aws import session
 
                 _client = session().create_client(
                     "events", config=Config(retries={"mode": "standard"}, connect_timeout=2, read_timeout=5)

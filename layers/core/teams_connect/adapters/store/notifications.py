@@ -16,8 +16,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from teams_connect.adapters.store.base import aws_error, dynamodb_client
+from teams_connect.adapters.store.grants import GrantRecord
 from teams_connect.errors import UpstreamUnavailable
-from teams_connect.store import GrantRecord, aws_error, dynamodb_client
 
 NOTIFICATION_RETENTION_SECONDS = 7 * 86400
 

@@ -9,9 +9,9 @@ place where exceptions become the contract's answers (`web.api_error` / `web.bro
 
 The lean handler pattern (every function behind the HTTP API follows it):
 
-    from teams_connect import apigw, web
+    from teams_connect.http import apigw, web
     from teams_connect.config import get_settings
-    from teams_connect.flow import build_flow
+    from teams_connect.domain.flow import build_flow
 
     flow = build_flow(get_settings(), with_nylas=False)   # clients once per container, no I/O
 
@@ -33,7 +33,8 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from teams_connect import snapstart, web
+from teams_connect import snapstart
+from teams_connect.http import web
 from teams_connect.observability import logger, metrics, tracer
 
 # Powertools' segment characters for `<name>` (event_handler.api_gateway._NAMED_GROUP_BOUNDARY_PATTERN).

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from teams_connect.adapters.nylas.port import NylasPort
+from teams_connect.adapters.store.grants import GrantStore
 from teams_connect.errors import ConnectError
-from teams_connect.nylas.port import NylasPort
 from teams_connect.observability import logger
-from teams_connect.security import hash_prefix
-from teams_connect.store import GrantStore
+from teams_connect.rules.security import hash_prefix
 
 #: Retry delays after failed attempts (seconds), then every `MAX_BACKOFF` until Nylas confirms.
 BACKOFF = (60, 300, 900, 3600)
@@ -56,13 +56,13 @@ class Revoker:
         now = int(self._clock())
         try:
             if self.grants.owner(grant_id) is not None:
-                self.grants.revoked(grant_id)
+                self.grants.outbox.confirmed(grant_id)
                 logger.info(
                     "grant held again: pending revoke dropped", extra={"grant": hash_prefix(grant_id)}
                 )
                 return "kept"
             self.nylas.revoke(grant_id, deadline=deadline)
-            self.grants.revoked(grant_id)
+            self.grants.outbox.confirmed(grant_id)
             logger.info("grant revoked at Nylas", extra={"grant": hash_prefix(grant_id)})
             return "revoked"
         except ConnectError as exc:
@@ -70,20 +70,20 @@ class Revoker:
                 "revoke failed: retried later", extra={"grant": hash_prefix(grant_id), "error_code": exc.code}
             )
             with contextlib.suppress(ConnectError):  # else the entry stays due: the next sweep retries
-                self.grants.postpone_revoke(grant_id, due=next_attempt(now, attempts))
+                self.grants.outbox.postpone(grant_id, due=next_attempt(now, attempts))
             return "failed"
 
     def discard(self, grant_id: str, *, deadline: float | None = None) -> None:
         """A grant this flow must not keep: enqueue it (due now) and try at once. Never raises."""
         try:
-            self.grants.enqueue_revoke(grant_id, due=int(self._clock()), now=int(self._clock()))
+            self.grants.outbox.enqueue(grant_id, due=int(self._clock()), now=int(self._clock()))
         except ConnectError:
             logger.warning("could not enqueue a revoke: the flow's deferred entry covers it")
         self.revoke(grant_id, deadline=deadline)
 
     def sweep(self, *, limit: int = 50, deadline: float | None = None) -> SweepReport:
         counts = {"revoked": 0, "kept": 0, "failed": 0}
-        for entry in self.grants.due_revocations(int(self._clock()), limit=limit):
+        for entry in self.grants.outbox.due(int(self._clock()), limit=limit):
             if deadline is not None and time.monotonic() > deadline:
                 break
             counts[self.revoke(entry.grant_id, attempts=entry.attempts, deadline=deadline)] += 1
