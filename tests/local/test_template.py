@@ -222,7 +222,11 @@ def test_a_named_event_bus_replaces_the_stacks_own(template: dict[str, Any]) -> 
         "LifecycleEventBus": "own-bus",
         "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/g/stream/x",
     }
-    parameters = {"AllowedReturnUrls": "https://app.example.com/done", "PublicBaseUrl": "https://h", **SECRET_ARNS}
+    parameters = {
+        "AllowedReturnUrls": "https://app.example.com/done",
+        "PublicBaseUrl": "https://h",
+        **SECRET_ARNS,
+    }
     env = function_environment(template, {**parameters, "EventBusName": "default"}, resolved)
     assert env["EVENT_BUS_NAME"] == "default"
     resources = template["Resources"]
