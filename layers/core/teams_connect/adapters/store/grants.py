@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from teams_connect.adapters.nylas.port import VerifiedGrant
 from teams_connect.adapters.store.base import aws_error, aws_error_code, dynamodb_client
-from teams_connect.adapters.store.outbox import REVOKE_PREFIX, RevokeOutbox, revoke_item
+from teams_connect.adapters.store.outbox import OUTBOX_KEY, REVOKE_PREFIX, RevokeOutbox, revoke_item
 from teams_connect.adapters.store.sessions import COMPLETED, CONSUMED
 from teams_connect.errors import (
     AccountAlreadyLinked,
@@ -241,7 +241,26 @@ class GrantStore:
                     },
                 }
             },
-            {"Put": {"TableName": self.table, "Item": revoke_item(grant.grant_id, due=revoke_due, now=now)}},
+            # An Update, not a Put: a lease on an existing entry (a revoke of this grant in flight,
+            # security review 3, G7) is kept, so the grant transaction cannot cancel it.
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": REVOKE_PREFIX + grant.grant_id}},
+                    "UpdateExpression": (
+                        "SET grant_id = :g, outbox = :o, due_at = :due, "
+                        "created_at = if_not_exists(created_at, :now), "
+                        "attempts = if_not_exists(attempts, :zero)"
+                    ),
+                    "ExpressionAttributeValues": {
+                        ":g": {"S": grant.grant_id},
+                        ":o": {"S": OUTBOX_KEY},
+                        ":due": {"N": str(revoke_due)},
+                        ":now": {"N": str(now)},
+                        ":zero": {"N": "0"},
+                    },
+                }
+            },
         ]
         try:
             self.client.transact_write_items(TransactItems=items)
