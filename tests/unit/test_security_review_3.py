@@ -410,9 +410,10 @@ def test_g10_a_replay_after_a_reconnect_with_another_mailbox_schedules_anew(
     meetings_env: Aws,  # noqa: F811 - the fixture imported above
 ) -> None:
     from . import test_meetings as m
+    from .conftest import load_handler
 
     env = meetings_env
-    handler = m.load_handler("create_meeting")
+    handler = load_handler("create_meeting")
     m.put_grant(env)
     with respx.mock() as router:
         router.post(url__regex=rf".*/v3/grants/{m.GRANT_ID}/events.*").mock(
