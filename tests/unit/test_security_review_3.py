@@ -432,3 +432,38 @@ def test_g10_a_replay_after_a_reconnect_with_another_mailbox_schedules_anew(
     assert second["statusCode"] == 201
     assert json.loads(second["body"])["meeting_id"] == "ev-new"
     assert new.call_count == 1
+
+
+# --- G8: IAM hygiene in the template
+def test_g8_the_publisher_is_bounded_and_writes_are_scoped_to_their_items() -> None:
+    from local.template import load_template
+
+    resources = load_template()["Resources"]
+    publisher = resources["GrantEventsFunction"]["Properties"]
+    assert publisher["PermissionsBoundary"] == {"Ref": "GrantEventsBoundary"}
+    boundary = resources["GrantEventsBoundary"]["Properties"]["PolicyDocument"]["Statement"]
+    stream = next(s for s in boundary if s["Sid"] == "GrantsStreamOnly")
+    assert stream["Resource"] == {"Fn::Sub": "${GrantsTable.Arn}/stream/*"}
+
+    def statements(function: str) -> dict[str, Any]:
+        found = resources[function]["Properties"]["Policies"][0]["Statement"]
+        return {s["Sid"]: s for s in found if isinstance(s, dict) and "Sid" in s}
+
+    key = statements("GrantEventsFunction")["StreamKey"]
+    assert "kms:ViaService" in key["Condition"]["StringEquals"]
+    webhook = statements("NylasWebhooksFunction")
+    leading = "dynamodb:LeadingKeys"
+    assert webhook["GrantsWebhookMarkers"]["Condition"]["ForAllValues:StringLike"][leading] == [
+        "NOTIFICATION#*"
+    ]
+    assert webhook["GrantsWebhookRecords"]["Condition"]["ForAllValues:StringLike"][leading] == ["USER#*"]
+    assert webhook["GrantsWebhook"]["Action"] == ["dynamodb:GetItem"]  # no unscoped write
+    for name in (
+        "CreateMeetingFunction",
+        "GetMeetingFunction",
+        "UpdateMeetingFunction",
+        "DeleteMeetingFunction",
+    ):
+        assert statements(name)["GrantsMeetings"]["Condition"]["ForAllValues:StringLike"][leading] == [
+            "USER#*"
+        ]
