@@ -99,6 +99,14 @@ def test_a_gone_grant_reads_revoked_and_nylas_down_is_503_and_changes_nothing(aw
     assert record(aws).status == "revoked"
 
 
+def test_a_same_second_notification_that_changes_nothing_never_asks_nylas(aws: Aws) -> None:
+    """The grant.created of the connection just stored, in the same second: nothing to decide."""
+    seed(aws, at=T0)
+    nylas = Nylas(**{"g-1": "down"})
+    assert status_of(tie_service(aws, nylas).handle(post(note("grant.created", T0)))) == "stale"
+    assert nylas.asked == []
+
+
 def test_a_duplicate_in_the_same_second_never_asks_nylas(aws: Aws) -> None:
     seed(aws, at=T0)
     nylas = Nylas(**{"g-1": "invalid"})
@@ -115,9 +123,10 @@ def test_g3_a_future_time_cannot_pin_the_record(aws: Aws) -> None:
     now = T0 + 500
     nylas = Nylas(**{"g-1": "valid"})
     svc = tie_service(aws, nylas, now=now)
-    assert status_of(svc.handle(post(note("grant.updated", 99_999_999_999)))) == "applied"
-    assert nylas.asked == ["g-1"]  # a future stamp orders nothing: Nylas decides
-    assert record(aws).notified_at == now  # recorded as of now, never as of the future
+    assert status_of(svc.handle(post(note("grant.deleted", 99_999_999_999)))) == "applied"
+    assert nylas.asked == ["g-1"]  # a future stamp orders nothing: Nylas decides (the grant is fine)
+    assert (record(aws).status, record(aws).notified_at) == ("valid", now)  # as of now, not the future
+    assert status_of(svc.handle(post(note("grant.updated", 99_999_999_998)))) == "stale"  # shows nothing new
     # The genuine expiry that follows is applied.
     assert status_of(svc.handle(post(note("grant.expired", now + 1)))) == "applied"
     assert record(aws).status == "expired"

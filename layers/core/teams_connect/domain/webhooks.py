@@ -294,16 +294,16 @@ class WebhookService:
             # source of truth, decides, and the change is recorded as of now (never later).
             last = max(record.status_changed_at or record.updated_at, record.notified_at)
             at = note.time
-            if future:
+            if future or note.time <= last:
                 if self.store.seen(note.id):
                     return Outcome.DUPLICATE
-                at = max(now, last)
-                change = self.change_from_nylas(record, note, at)
-            elif note.time <= last:
-                if self.store.seen(note.id):
-                    return Outcome.DUPLICATE
-                if note.time < last:
+                if not future and note.time < last:
                     return Outcome.STALE
+                if self.shows_as_is(record, note):
+                    # Whichever came last, the record would show the same: nothing to decide, no
+                    # Nylas call (e.g. the grant.created of the connection we just stored).
+                    return Outcome.STALE
+                at = max(now, last) if future else note.time
                 change = self.change_from_nylas(record, note, at)
             else:
                 change = self.change_for(record, note)
@@ -311,6 +311,15 @@ class WebhookService:
             if outcome != Outcome.CHANGED:
                 return outcome
         raise ConnectError("the grant record kept changing")
+
+    def shows_as_is(self, record: GrantRecord, note: Notification) -> bool:
+        """Applying `note` would leave what the record shows (status, scopes) as it is."""
+        change = self.change_for(record, note)
+        return (change.status, tuple(change.scopes), tuple(change.missing_scopes)) == (
+            record.status,
+            tuple(record.scopes),
+            tuple(record.missing_scopes),
+        )
 
     def change_from_nylas(self, record: GrantRecord, note: Notification, at: int) -> Change:
         """A tie: the grant's state as Nylas reports it now (valid → valid or needs_reauth, another
