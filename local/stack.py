@@ -39,7 +39,7 @@ from local.aws import (
 from local.aws import client as aws_client  # moto's endpoint with the fake credentials
 from local.eventbridge import LocalEventBridge
 from local.gateway import API_ID, ModuleHandlerLoader, create_app, make_context
-from local.template import Route, function_environment, load_template
+from local.template import LOCAL_PSEUDO_PARAMETERS, Route, function_environment, load_template
 
 LOG = logging.getLogger("local.stack")
 
@@ -340,7 +340,16 @@ def start_stack(
             **aws.secret_arns,
             **(parameter_overrides or {}),
         }
-        resolved = {**aws.table_names, "HttpApi": API_ID, "WebhookSecret": webhook_secret_arn}
+        resolved = {
+            **aws.table_names,
+            "HttpApi": API_ID,
+            "WebhookSecret": webhook_secret_arn,
+            # The bus the stack owns (EventBusName left empty): its name, as `Ref` gives it in AWS.
+            "LifecycleEventBus": f"{LOCAL_PSEUDO_PARAMETERS['AWS::StackName']}-lifecycle",
+            "GrantsTable.StreamArn": aws.client("dynamodb").describe_table(
+                TableName=aws.table_names["GrantsTable"]
+            )["Table"]["LatestStreamArn"],
+        }
         environment = {
             **function_environment(template, parameter_values, resolved),
             **local_aws_environment(aws.url),

@@ -93,7 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rotate-webhook-secret",
         action="store_true",
-        help="v3: rotate the webhook secret and store the new one",
+        help="v3: rotate the webhook secret and store the new one (the previous one is accepted 1 h more)",
+    )
+    parser.add_argument(
+        "--retire-previous",
+        action="store_true",
+        help="v3, with --rotate-webhook-secret: do not accept the previous secret at all (after a leak)",
+    )
+    parser.add_argument(
+        "--previous-ttl",
+        type=int,
+        default=3600,
+        help="v3, with --rotate-webhook-secret: seconds the previous secret is still accepted (default 3600)",
     )
     parser.add_argument("--teardown", action="store_true", help="undo: remove our callback URI")
     parser.add_argument(
@@ -186,6 +197,8 @@ def _webhook_report(args: argparse.Namespace, spec: SetupSpec) -> SetupReport | 
         SecretsManagerStore(client),
         dry_run=args.dry_run,
         rotate=args.rotate_webhook_secret,
+        retire_previous=args.retire_previous,
+        previous_ttl=max(0, args.previous_ttl),
     )
 
 

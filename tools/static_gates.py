@@ -621,6 +621,8 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
             ("dynamodb:GetItem", "GrantsTable"),
             ("dynamodb:DeleteItem", "GrantsTable"),
             ("dynamodb:UpdateItem", "GrantsTable"),
+            # the revoke claim's transaction (security review 3, G7): no GRANT# guard + REVOKE# lease
+            ("dynamodb:ConditionCheckItem", "GrantsTable"),
             ("secretsmanager:GetSecretValue", "NylasSecretArn"),
         }
     ),
@@ -665,6 +667,8 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
             ("dynamodb:PutItem", "GrantsTable"),
             ("dynamodb:UpdateItem", "GrantsTable"),
             ("secretsmanager:GetSecretValue", "WebhookSecret"),
+            # a notification in the same second as the record's last change asks Nylas (issue 19)
+            ("secretsmanager:GetSecretValue", "NylasSecretArn"),
         }
     ),
 }

@@ -14,6 +14,9 @@ from teams_connect.adapters.publisher import PUBLISH_FAILED, PUBLISHED, events_c
 from teams_connect.observability import logger, metrics, tracer
 
 BUS = os.environ.get("EVENT_BUS_NAME", "") or "default"
+# Only records of the grants table's own stream are published (security review 3, G6): whoever may
+# invoke this function cannot have it put what they like on the bus. Unset: nothing is accepted.
+SOURCES = frozenset(a for a in os.environ.get("GRANTS_STREAM_ARN", "").split(",") if a)
 client = events_client()
 
 
@@ -22,7 +25,7 @@ client = events_client()
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records") or []
-    failed, sent = publish(records, client=client, bus=BUS)
+    failed, sent = publish(records, client=client, bus=BUS, sources=SOURCES)
     metrics.add_metric(name=PUBLISHED, unit=MetricUnit.Count, value=sent)
     if failed:
         metrics.add_metric(name=PUBLISH_FAILED, unit=MetricUnit.Count, value=len(failed))

@@ -22,12 +22,20 @@ Reasons never hold a credential: Setup errors are credential-free by constructio
 again against the loaded secret values; any other exception is reported by type name only.
 
 Not a confused deputy: whoever may invoke this function must not be able to point it (and the secrets
-it reads with its own role) elsewhere. So the target comes from the function's own environment, set
-by the template from the same parameters: flavour (`NYLAS_API`), region, base URL, the two secret
-ARNs, the callback (`PUBLIC_BASE_URL`) and the stack (`STACK_ID`). A Create or Update whose properties
-name anything else is refused (FAILED, nothing called). A Delete, or the old properties of an Update,
-may name a previous flavour or region, but only Nylas's own host for it and always the configured
-secrets. An event whose `ResponseURL` is not CloudFormation's presigned S3 URL gets no answer at all.
+it reads with its own role) elsewhere, nor change what it sets up. So the target and the policy come
+from the function's own environment, set by the template from the same parameters: flavour
+(`NYLAS_API`), region, base URL, the two secret ARNs, the callback (`PUBLIC_BASE_URL`), the stack
+(`STACK_ID`), and (security review 3, G2) the tenant (`AZURE_TENANT`), the scopes (`NYLAS_SCOPES`),
+the integration name and lifetime (`NYLAS_INTEGRATION_NAME`, `NYLAS_EXPIRES_IN`; defaults
+`teams-connect`, 1209600) and what a Delete does (`NYLAS_ON_DELETE`, never the event's `OnDelete`).
+A Create or Update whose properties name anything else is refused (FAILED, nothing called). A Delete,
+or the old properties of an Update, may name a previous flavour or region, but only Nylas's own host
+for it, always the configured secrets, and only a callback URL this function registered itself (the
+configured one, or one it recorded in the webhook secret as `registered_callback_urls`). An event
+whose `ResponseURL` is not CloudFormation's presigned S3 URL gets no answer at all.
+
+Invoking this function is administering the Nylas application: grant `lambda:InvokeFunction` on it to
+CloudFormation only (docs/security.md).
 """
 
 from __future__ import annotations
@@ -127,6 +135,11 @@ class Configured:
     stack_id: str
     webhook_url: str = ""
     webhook_secret_arn: str = ""
+    tenant: str = "common"
+    scopes: tuple[str, ...] = ()
+    integration_name: str = "teams-connect"
+    expires_in: int = 1209600
+    on_delete: OnDelete = "Retain"
 
 
 def configured(env: Mapping[str, str] | None = None) -> Configured:
@@ -140,6 +153,10 @@ def configured(env: Mapping[str, str] | None = None) -> Configured:
         raise SetupError(f"the function's environment lacks {', '.join(missing)}")
     flavour = e.get("NYLAS_API", "").strip() or "v3"
     region = e.get("NYLAS_REGION", "").strip() or "us"
+    on_delete = e.get("NYLAS_ON_DELETE", "").strip() or "Retain"
+    expires_in = e.get("NYLAS_EXPIRES_IN", "").strip() or "1209600"
+    if on_delete not in ("Retain", "Remove") or not expires_in.isdigit():
+        raise SetupError("the function's NYLAS_ON_DELETE or NYLAS_EXPIRES_IN is not valid")
     return Configured(
         flavour=flavour,
         region=region,
@@ -150,6 +167,11 @@ def configured(env: Mapping[str, str] | None = None) -> Configured:
         stack_id=e["STACK_ID"].strip(),
         webhook_url=e["PUBLIC_BASE_URL"].strip().rstrip("/") + "/nylas/webhooks",
         webhook_secret_arn=e.get("WEBHOOK_SECRET_ARN", "").strip(),
+        tenant=e.get("AZURE_TENANT", "").strip() or "common",
+        scopes=_scopes({"Scopes": e.get("NYLAS_SCOPES", "")}, flavour),
+        integration_name=e.get("NYLAS_INTEGRATION_NAME", "").strip() or "teams-connect",
+        expires_in=int(expires_in),
+        on_delete="Remove" if on_delete == "Remove" else "Retain",
     )
 
 
@@ -164,6 +186,11 @@ def check_current(props: Properties, conf: Configured) -> None:
             ("NylasSecretArn", props.nylas_secret_arn, conf.nylas_secret_arn),
             ("AzureSecretArn", props.azure_secret_arn, conf.azure_secret_arn),
             ("CallbackUrl", props.spec.callback_url, conf.callback_url),
+            ("AzureTenant", props.spec.tenant.lower(), conf.tenant.lower()),
+            ("Scopes", props.spec.scopes, conf.scopes),
+            ("IntegrationName", props.spec.integration_name, conf.integration_name),
+            ("ExpiresIn", props.spec.expires_in, conf.expires_in),
+            ("OnDelete", props.on_delete, conf.on_delete),
         )
         if given != expected
     ]
@@ -171,9 +198,10 @@ def check_current(props: Properties, conf: Configured) -> None:
         raise SetupError(f"properties differ from the function's configuration: {', '.join(differ)}")
 
 
-def check_previous(props: Properties, conf: Configured) -> None:
+def check_previous(props: Properties, conf: Configured, registered: tuple[str, ...] = ()) -> None:
     """A Delete or an Update's old properties: a previous flavour or region is fine, but the secrets
-    go only to the configured host or to Nylas's own host for that flavour and region."""
+    go only to the configured host or to Nylas's own host for that flavour and region, and only a
+    callback this function registered (`registered`, or the configured one) is ever unregistered."""
     official = default_base_url(props.spec.flavour, props.region)
     differ = [
         name
@@ -181,6 +209,7 @@ def check_previous(props: Properties, conf: Configured) -> None:
             ("NylasBaseUrl", props.spec.base_url in (conf.base_url, official)),
             ("NylasSecretArn", props.nylas_secret_arn == conf.nylas_secret_arn),
             ("AzureSecretArn", props.azure_secret_arn == conf.azure_secret_arn),
+            ("CallbackUrl", props.spec.callback_url in (conf.callback_url, *registered)),
         )
         if not ok
     ]
@@ -324,10 +353,8 @@ def _ensure(event: Mapping[str, Any], vault: _Vault, *, push_secret: bool) -> st
     report = ensure_nylas_side(props.spec, credentials, push_secret=push_secret)
     _log(report)
     if webhook is not None:  # v3: the grant-notification destination + its secret (setup/webhook.py)
-        import boto3
-
-        store = SecretsManagerStore(boto3.client("secretsmanager"))
-        _log(ensure_webhook_side(props.spec, credentials, webhook, store))
+        _log(ensure_webhook_side(props.spec, credentials, webhook, _secret_store()))
+    _remember_callback(conf, props.spec.callback_url)
     helper.Data.update(
         {
             "Flavour": props.spec.flavour,
@@ -336,6 +363,43 @@ def _ensure(event: Mapping[str, Any], vault: _Vault, *, push_secret: bool) -> st
         }
     )
     return props.physical_id
+
+
+def _secret_store() -> SecretsManagerStore:
+    import boto3
+
+    return SecretsManagerStore(boto3.client("secretsmanager"))
+
+
+REGISTERED_KEY = "registered_callback_urls"
+MAX_REGISTERED = 10
+
+
+def registered_callbacks(conf: Configured) -> tuple[str, ...]:
+    """The callback URLs this function registered before (kept in the stack's webhook secret)."""
+    if not conf.webhook_secret_arn:
+        return ()
+    try:
+        found = _secret_store().read(conf.webhook_secret_arn).get(REGISTERED_KEY)
+    except SetupError as exc:
+        logger.warning("registered callbacks unreadable: %s", exc)
+        return ()
+    return tuple(u for u in found if isinstance(u, str)) if isinstance(found, list) else ()
+
+
+def _remember_callback(conf: Configured, url: str) -> None:
+    """Record `url` as registered by this function (the newest last), so that a later Update or Delete
+    may unregister it, and nothing else. Best effort: without the record the old URI stays registered."""
+    if not conf.webhook_secret_arn:
+        return
+    try:
+        store = _secret_store()
+        value = store.read(conf.webhook_secret_arn)
+        known = [u for u in value.get(REGISTERED_KEY) or [] if isinstance(u, str) and u != url]
+        value[REGISTERED_KEY] = [*known, url][-MAX_REGISTERED:]
+        store.write(conf.webhook_secret_arn, value)
+    except SetupError as exc:
+        logger.warning("callback not recorded as ours: %s", exc)
 
 
 @helper.create
@@ -359,8 +423,10 @@ def _drop_old_callback(event: Mapping[str, Any], physical_id: str, vault: _Vault
     try:
         old = parse_properties(event.get("OldResourceProperties") or {})
         new = parse_properties(event.get("ResourceProperties") or {})
-        check_previous(old, configured())
-    except SetupError:
+        conf = configured()
+        check_previous(old, conf, registered_callbacks(conf))
+    except SetupError as exc:
+        logger.warning("old callback URI left as is: %s", exc)
         return
     if old.physical_id != physical_id or old.spec.callback_url == new.spec.callback_url:
         return
@@ -383,19 +449,22 @@ def delete(event: Mapping[str, Any], context: Any) -> None:
         conf = configured()
         check_stack(event, conf)
         props = parse_properties(event.get("ResourceProperties") or {})
-        check_previous(props, conf)
+        check_previous(props, conf, registered_callbacks(conf))
         webhook = _webhook(event.get("ResourceProperties") or {}, conf)
     except SetupError as exc:
         logger.warning("Delete of %s: properties unusable (%s), nothing undone", physical_id, exc)
         return None
 
+    # What a Delete does is the stack's parameter (the function's environment), never the event's.
+    on_delete = conf.on_delete
+
     def work(vault: _Vault) -> None:
         credentials = vault.load(props.nylas_secret_arn, None)
-        _log(teardown_nylas_side(props.spec, credentials, on_delete=props.on_delete))
+        _log(teardown_nylas_side(props.spec, credentials, on_delete=on_delete))
         if webhook is not None:  # nothing else will answer at this URL
             _log(teardown_webhook_side(props.spec, credentials, webhook.url))
 
-    if props.on_delete == "Remove":
+    if on_delete == "Remove":
         _safely(work)
         return None
     try:

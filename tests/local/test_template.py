@@ -192,6 +192,8 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "GrantsTable": "grants-local",
             "IdempotencyTable": "idem-local",
             "WebhookSecret": WEBHOOK_ARN,
+            "LifecycleEventBus": "teams-connect-local-lifecycle",
+            "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/grants-local/stream/x",
         },
     )
     assert set(env) >= INTERNALS_ENV
@@ -206,8 +208,31 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
     assert env["NYLAS_SECRET_ARN"] == SECRET_ARNS["NylasSecretArn"]
     assert env["API_KEYS_SECRET_ARN"] == SECRET_ARNS["ApiKeysSecretArn"]
     assert env["WEBHOOK_SECRET_ARN"] == WEBHOOK_ARN
-    assert env["EVENT_BUS_NAME"] == "default"
+    # EventBusName left empty: the bus the stack owns (security review 3, G6).
+    assert env["EVENT_BUS_NAME"] == "teams-connect-local-lifecycle"
     assert all(isinstance(v, str) for v in env.values())
+
+
+def test_a_named_event_bus_replaces_the_stacks_own(template: dict[str, Any]) -> None:
+    resolved = {
+        "SessionsTable": "s",
+        "GrantsTable": "g",
+        "IdempotencyTable": "i",
+        "WebhookSecret": WEBHOOK_ARN,
+        "LifecycleEventBus": "own-bus",
+        "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/g/stream/x",
+    }
+    parameters = {
+        "AllowedReturnUrls": "https://app.example.com/done",
+        "PublicBaseUrl": "https://h",
+        **SECRET_ARNS,
+    }
+    env = function_environment(template, {**parameters, "EventBusName": "default"}, resolved)
+    assert env["EVENT_BUS_NAME"] == "default"
+    resources = template["Resources"]
+    assert resources["LifecycleEventBus"]["Condition"] == "OwnEventBus"
+    assert resources["LifecycleEventBusPolicy"]["Condition"] == "OwnEventBus"
+    assert resources["LifecycleEventBusPolicy"]["Properties"]["Statement"]["Effect"] == "Deny"
 
 
 def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]) -> None:
@@ -220,6 +245,8 @@ def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]
             "IdempotencyTable": "i",
             "HttpApi": "abc123",
             "WebhookSecret": WEBHOOK_ARN,
+            "LifecycleEventBus": "b",
+            "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/g/stream/x",
         },
     )
     assert env["PUBLIC_BASE_URL"] == "https://abc123.execute-api.us-east-1.amazonaws.com"

@@ -130,6 +130,11 @@ def configure_from(ev: dict[str, Any]) -> None:
     mp.setenv("PUBLIC_BASE_URL", props["CallbackUrl"].removesuffix("/connect/callback"))
     mp.setenv("STACK_ID", ev["StackId"])
     mp.setenv("WEBHOOK_SECRET_ARN", props.get("WebhookSecretArn") or "")
+    # Review 3, G2: the tenant, the scopes and the Delete policy are the template's parameters too.
+    tenant, scopes, on_delete = props.get("AzureTenant"), props.get("Scopes"), props.get("OnDelete")
+    mp.setenv("AZURE_TENANT", tenant if isinstance(tenant, str) and tenant else "common")
+    mp.setenv("NYLAS_SCOPES", scopes if isinstance(scopes, str) else "")
+    mp.setenv("NYLAS_ON_DELETE", on_delete if on_delete in ("Retain", "Remove") else "Retain")
 
 
 def run(
@@ -336,15 +341,93 @@ def test_base_url_override(
     assert local.urls() == [CALLBACK]
 
 
+def _with_webhook_secret(
+    app: ModuleType, secrets: dict[str, Any], monkeypatch: pytest.MonkeyPatch, ev: dict[str, Any]
+) -> dict[str, Any]:
+    """`ev` as the template sends it: with the webhook properties (the webhook side itself faked)."""
+
+    def nothing(spec: Any, *args: Any) -> Any:
+        return app.SetupReport("v3", spec.base_url, False, ())
+
+    monkeypatch.setattr(app, "ensure_webhook_side", nothing)
+    monkeypatch.setattr(app, "teardown_webhook_side", nothing)
+    if "arn" not in secrets:
+        name = f"wh-{time.monotonic_ns()}"
+        secrets["arn"] = secrets["client"].create_secret(Name=name, SecretString="{}")["ARN"]
+    for key in ("ResourceProperties", "OldResourceProperties"):
+        if key in ev:
+            base = ev[key]["CallbackUrl"].removesuffix("/connect/callback")
+            ev[key].update({"WebhookUrl": base + "/nylas/webhooks", "WebhookSecretArn": secrets["arn"]})
+    return ev
+
+
 def test_update_with_new_callback_drops_the_old_one(
-    app: ModuleType, cfn: Responses, secrets: dict[str, Any], v3: FakeV3
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], v3: FakeV3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run(app, cfn, event("create", secrets))
-    ev = event("update", secrets, CallbackUrl=OTHER)
+    run(app, cfn, _with_webhook_secret(app, secrets, monkeypatch, event("create", secrets)))
+    ev = _with_webhook_secret(app, secrets, monkeypatch, event("update", secrets, CallbackUrl=OTHER))
     ev["OldResourceProperties"]["AzureTenant"] = TENANT_GUID
     body = run(app, cfn, ev)
     assert body["Status"] == "SUCCESS", body["Reason"]
     assert v3.urls() == [OTHER]
+    stored = json.loads(secrets["client"].get_secret_value(SecretId=secrets["arn"])["SecretString"])
+    assert stored["registered_callback_urls"] == [CALLBACK, OTHER]
+
+
+# --- security review 3, G2: forged events cannot widen, unregister or delete -----------------------
+
+
+def test_g2_a_forged_update_cannot_widen_the_tenant_or_the_scopes(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], v3: FakeV3
+) -> None:
+    assert run(app, cfn, event("create", secrets, AzureTenant=TENANT_GUID))["Status"] == "SUCCESS"
+    wide = "Mail.ReadWrite,Mail.Send,Files.ReadWrite.All,offline_access"
+    forged = ({"AzureTenant": "common"}, {"Scopes": wide}, {"IntegrationName": "x"}, {"ExpiresIn": "90000"})
+    for props in forged:
+        ev = event("update", secrets, **{"AzureTenant": TENANT_GUID, **props})
+        body = run(app, cfn, ev, configure=False)  # the environment stays the stack's
+        assert body["Status"] == "FAILED"
+        assert next(iter(props)) in body["Reason"]
+    assert v3.connector is not None
+    assert v3.connector["settings"]["tenant"] == TENANT_GUID
+    assert v3.routes["patch_connector"].call_count == 0
+
+
+def test_g2_a_forged_update_cannot_unregister_another_deployments_callback(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], v3: FakeV3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theirs = "https://theirs.example.com/connect/callback"
+    v3.seed(uris=(theirs,))
+    run(app, cfn, _with_webhook_secret(app, secrets, monkeypatch, event("create", secrets)))
+    ev = _with_webhook_secret(app, secrets, monkeypatch, event("update", secrets, AzureTenant="common"))
+    ev["OldResourceProperties"]["CallbackUrl"] = theirs
+    ev["OldResourceProperties"].pop("WebhookUrl")
+    ev["OldResourceProperties"].pop("WebhookSecretArn")
+    body = run(app, cfn, ev, configure=False)
+    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert sorted(v3.urls()) == sorted([theirs, CALLBACK])  # theirs stays registered
+
+
+def test_g2_a_forged_delete_cannot_choose_remove(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], v3: FakeV3
+) -> None:
+    assert run(app, cfn, event("create", secrets))["Status"] == "SUCCESS"  # NYLAS_ON_DELETE = Retain
+    body = run(app, cfn, event("delete", secrets, OnDelete="Remove", AzureTenant="common"), configure=False)
+    assert body["Status"] == "SUCCESS", body["Reason"]
+    assert v3.connector is not None  # the stack says Retain: the connector (and every grant) stays
+
+
+def test_g2_a_forged_delete_naming_a_foreign_callback_unregisters_nothing(
+    app: ModuleType, cfn: Responses, secrets: dict[str, Any], v3: FakeV3
+) -> None:
+    theirs = "https://theirs.example.com/connect/callback"
+    v3.seed(uris=(theirs,))
+    assert run(app, cfn, event("create", secrets))["Status"] == "SUCCESS"
+    ev = event("delete", secrets, AzureTenant="common")
+    ev["ResourceProperties"]["CallbackUrl"] = theirs
+    body = run(app, cfn, ev, configure=False)
+    assert body["Status"] == "SUCCESS", body["Reason"]  # nothing undone, CloudFormation not blocked
+    assert sorted(v3.urls()) == sorted([theirs, CALLBACK])
 
 
 def test_delete_retain_is_best_effort(

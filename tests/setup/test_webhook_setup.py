@@ -4,6 +4,7 @@ idempotence, secret storage and rotation, re-activation, teardown; beta has none
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,9 +154,26 @@ def test_rotation_stores_the_new_secret_and_keeps_the_previous(emulator: Any, ro
     ensure_webhook_side(v3(emulator.url), CREDS, target, store, probe=quick_probe)
     old = store.values[ARN]["webhook_secret"]
     report = ensure_webhook_side(v3(emulator.url), CREDS, target, store, rotate=True, probe=quick_probe)
-    assert ("webhook secret", "updated", "rotated") in [(a.kind, a.outcome, a.detail) for a in report.actions]
+    detail = "rotated; previous accepted 3600 s more"
+    assert ("webhook secret", "updated", detail) in [(a.kind, a.outcome, a.detail) for a in report.actions]
     assert store.values[ARN]["webhook_secret"] == emulated_secret(emulator) != old
     assert store.values[ARN]["previous_webhook_secret"] == old
+    # Security review 3, G3: the rotated-out secret is accepted for an overlap only.
+    assert 0 < store.values[ARN]["previous_expires_at"] - time.time() <= 3600
+
+
+def test_rotation_with_retire_previous_keeps_no_previous_secret_and_keeps_other_keys(
+    emulator: Any, route: dict[str, Any]
+) -> None:
+    store = DictStore()
+    target = WebhookSpec(route["url"], ARN)
+    ensure_webhook_side(v3(emulator.url), CREDS, target, store, probe=quick_probe)
+    store.values[ARN]["registered_callback_urls"] = ["https://app.example.com/connect/callback"]
+    report = ensure_webhook_side(
+        v3(emulator.url), CREDS, target, store, rotate=True, retire_previous=True, probe=quick_probe
+    )
+    assert "previous secret retired" in " ".join(a.detail for a in report.actions)
+    assert set(store.values[ARN]) == {"webhook_id", "webhook_secret", "registered_callback_urls"}
     calls = httpx.get(f"{emulator.url}/_emulator/calls").json()["calls"]
     assert calls.get("POST /v3/webhooks/rotate-secret/{id}") == 1
 

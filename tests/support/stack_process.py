@@ -94,6 +94,7 @@ _FUNCTION_SETTINGS = frozenset(
         "NYLAS_READ_TIMEOUT_MS",
         "WEBHOOK_SECRET_ARN",
         "EVENT_BUS_NAME",
+        "GRANTS_STREAM_ARN",
     }
 )
 

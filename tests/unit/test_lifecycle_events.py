@@ -16,6 +16,10 @@ from teams_connect.rules.lifecycle import event_for, event_id_of, missing_scopes
 from .conftest import ROOT, Aws, FakeContext, load_handler
 
 T0 = 1_800_000_000
+# The grants table's stream, as in events/grant_events/*.json (the function's GRANTS_STREAM_ARN).
+STREAM = (
+    "arn:aws:dynamodb:us-east-1:123456789012:table/teams-connect-GrantsTable/stream/2026-11-27T10:00:00.000"
+)
 
 
 def image(
@@ -46,7 +50,13 @@ def rec(
         dynamodb["OldImage"] = old
     if new is not None:
         dynamodb["NewImage"] = new
-    return {"eventID": f"ev-{seq}", "eventName": name, "eventSource": "aws:dynamodb", "dynamodb": dynamodb}
+    return {
+        "eventID": f"ev-{seq}",
+        "eventName": name,
+        "eventSource": "aws:dynamodb",
+        "eventSourceARN": STREAM,
+        "dynamodb": dynamodb,
+    }
 
 
 @pytest.mark.parametrize(
@@ -154,7 +164,7 @@ def batch(n: int) -> list[dict[str, Any]]:
 
 def test_publish_sends_in_chunks_of_ten_on_the_bus() -> None:
     client = FakeEvents()
-    failed, sent = publish(batch(23), client=client, bus="apps")
+    failed, sent = publish(batch(23), client=client, bus="apps", sources={STREAM})
     assert (failed, sent) == ([], 23)
     assert {e["EventBusName"] for e in client.sent} == {"apps"}
     assert {e["Source"] for e in client.sent} == {"teams-connect"}
@@ -162,9 +172,11 @@ def test_publish_sends_in_chunks_of_ten_on_the_bus() -> None:
 
 
 def test_failed_entries_and_failed_calls_are_reported_not_lost() -> None:
-    failed, sent = publish(batch(12), client=FakeEvents(fail_entries={"g-3"}), bus="default")
+    failed, sent = publish(
+        batch(12), client=FakeEvents(fail_entries={"g-3"}), bus="default", sources={STREAM}
+    )
     assert (failed, sent) == (["103"], 11)
-    failed, sent = publish(batch(12), client=FakeEvents(fail_calls=1), bus="default")
+    failed, sent = publish(batch(12), client=FakeEvents(fail_calls=1), bus="default", sources={STREAM})
     assert (failed, sent) == ([str(100 + i) for i in range(10)], 2)
 
 
@@ -173,10 +185,10 @@ def test_a_crash_between_write_and_publish_loses_nothing() -> None:
     with the same event_id, so a subscriber that saw a first copy can drop the second."""
     records = batch(3)
     down = FakeEvents(fail_calls=1)
-    failed, _ = publish(records, client=down, bus="default")
+    failed, _ = publish(records, client=down, bus="default", sources={STREAM})
     assert failed == ["100", "101", "102"]
     retry_from = records[[str((r["dynamodb"])["SequenceNumber"]) for r in records].index(min(failed)) :]
-    failed, sent = publish(retry_from, client=down, bus="default")
+    failed, sent = publish(retry_from, client=down, bus="default", sources={STREAM})
     assert (failed, sent) == ([], 3)
     first = [json.loads(e["Detail"])["event_id"] for e in down.sent]
     assert first == [event_id_of(r) for r in records]
@@ -184,6 +196,7 @@ def test_a_crash_between_write_and_publish_loses_nothing() -> None:
 
 def test_function_reports_batch_item_failures(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVENT_BUS_NAME", "apps-bus")
+    monkeypatch.setenv("GRANTS_STREAM_ARN", STREAM)
     app = load_handler("grant_events")
     fake = FakeEvents(fail_entries={"g-1"})
     monkeypatch.setattr(app, "client", fake)
@@ -194,3 +207,18 @@ def test_function_reports_batch_item_failures(aws: Aws, monkeypatch: pytest.Monk
     assert fake.sent[0]["EventBusName"] == "apps-bus"
     answer = app.lambda_handler({"Records": batch(2)}, FakeContext())
     assert answer == {"batchItemFailures": [{"itemIdentifier": "101"}]}
+
+
+def test_g6_records_not_from_the_grants_stream_are_never_published() -> None:
+    """Security review 3, G6: a forged MODIFY (`USER#ceo` revoked) passed by whoever may invoke the
+    function is dropped; so is one naming another table's stream."""
+    forged = rec("MODIFY", image("valid"), image("revoked", changed=T0 + 9), seq="900")
+    client = FakeEvents()
+    for record in (
+        {k: v for k, v in forged.items() if k != "eventSourceARN"},
+        {**forged, "eventSourceARN": STREAM.replace("GrantsTable", "OtherTable")},
+        {**forged, "eventSource": "aws:kinesis"},
+    ):
+        assert publish([record], client=client, bus="apps", sources={STREAM}) == ([], 0)
+    assert client.sent == []
+    assert publish([forged], client=client, bus="apps", sources={STREAM}) == ([], 1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -58,11 +58,27 @@ def entry(event: GrantEvent, bus: str) -> dict[str, Any]:
     }
 
 
-def publish(records: Sequence[Mapping[str, Any]], *, client: Any, bus: str) -> tuple[list[str], int]:
-    """Publish the events of `records`; returns (sequence numbers of failed records, events sent)."""
+def from_stream(record: Mapping[str, Any], sources: Collection[str]) -> bool:
+    """The record comes from one of `sources` (DynamoDB stream ARNs): Lambda's event source mapping
+    sets `eventSource` and `eventSourceARN`; a direct invocation naming another source is refused."""
+    return record.get("eventSource") == "aws:dynamodb" and record.get("eventSourceARN") in sources
+
+
+def publish(
+    records: Sequence[Mapping[str, Any]], *, client: Any, bus: str, sources: Collection[str]
+) -> tuple[list[str], int]:
+    """Publish the events of `records` that come from `sources` (security review 3, G6: whoever may
+    invoke the function cannot have it publish what they like); returns (sequence numbers of failed
+    records, events sent). Records of another source are logged and dropped, never retried."""
     pending: list[tuple[str, GrantEvent]] = []
     for record in records:
         sequence = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
+        if not from_stream(record, sources):
+            logger.error(
+                "record not from the configured stream: dropped",
+                extra={"event_source": str(record.get("eventSource"))[:40]},
+            )
+            continue
         event = event_for(record)
         if event is not None:
             pending.append((sequence, event))

@@ -28,12 +28,14 @@ from botocore.config import Config
 
 from teams_connect.adapters import aws
 from teams_connect.config import Settings
-from teams_connect.errors import ServerError, UpstreamUnavailable
+from teams_connect.errors import ServerError, Unauthorized, UpstreamUnavailable
 from teams_connect.observability import logger
+from teams_connect.rules import security
 
 BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
 API_KEYS_MAX_AGE = 60
 API_KEYS_REREAD_INTERVAL = 30.0
+API_KEYS_FORMATTED_REREAD_INTERVAL = 5.0
 
 _client: Any = None
 _client_lock = threading.Lock()
@@ -59,19 +61,34 @@ def clear_caches() -> None:
     _client = None
 
 
+class SecretUnavailable(UpstreamUnavailable):
+    """Secrets Manager did not give the secret (AccessDenied, e.g. no kms:Decrypt on a customer-managed
+    key; throttling; an outage). A scheduled function fails its invocation on it (security review 3, G1)."""
+
+
+class SecretInvalid(ServerError):
+    """The secret is there but not what the deployment needs (not JSON, a field missing)."""
+
+
 def _fetch(arn: str) -> dict[str, Any]:
     try:
         raw = secrets_client().get_secret_value(SecretId=arn).get("SecretString")
     except Exception as exc:  # botocore ClientError / BotoCoreError: never log the value
-        logger.error("secret could not be read", extra={"secret_arn": arn, "error_type": type(exc).__name__})
-        raise UpstreamUnavailable() from None
+        code = (
+            getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
+        )
+        logger.error(
+            "secret could not be read",
+            extra={"secret_arn": arn, "error_type": type(exc).__name__, "error_code": str(code)[:64]},
+        )
+        raise SecretUnavailable() from None
     try:
         value = json.loads(raw) if isinstance(raw, str) else None
     except ValueError:
         value = None
     if not isinstance(value, dict):
         logger.error("secret is not a JSON object", extra={"secret_arn": arn})
-        raise ServerError()
+        raise SecretInvalid()
     return value
 
 
@@ -105,6 +122,7 @@ class SecretsProvider:
         self._settings = settings
         self._clock = clock
         self._last_forced_keys_read = float("-inf")
+        self._last_formatted_keys_read = float("-inf")
         self._keys_lock = threading.Lock()
 
     def nylas(self, *, force_fetch: bool = False) -> NylasCredentials:
@@ -119,7 +137,7 @@ class SecretsProvider:
         secret = data.get(field_name)
         if not isinstance(client_id, str) or not client_id or not isinstance(secret, str) or not secret:
             logger.error("Nylas secret lacks client_id or " + field_name)
-            raise ServerError()
+            raise SecretInvalid()
         if self._settings.nylas_api == "v3":
             return NylasCredentials(client_id=client_id, api_key=secret)
         return NylasCredentials(client_id=client_id, client_secret=secret)
@@ -141,28 +159,58 @@ class SecretsProvider:
             raise ServerError()
         return tuple(keys)
 
-    def api_keys_after_mismatch(self) -> tuple[str, ...] | None:
+    def api_keys_after_mismatch(self, *, recognised: bool = False) -> tuple[str, ...] | None:
         """The keys read again after a presented key matched none of the cached ones, or None when
-        this container already re-read them less than `API_KEYS_REREAD_INTERVAL` ago or the read
-        failed (the caller then answers 401: the key matches nothing known)."""
+        this container already re-read them recently or the read failed (the caller then answers 401:
+        the key matches nothing known). A key of the recognisable form (`security.api_key_recognised`)
+        has its own slot, every `API_KEYS_FORMATTED_REREAD_INTERVAL` (5 s), that no other token can use
+        up; any other token shares one re-read per `API_KEYS_REREAD_INTERVAL` (30 s)."""
         with self._keys_lock:
             now = self._clock()
-            if now - self._last_forced_keys_read < API_KEYS_REREAD_INTERVAL:
-                return None
-            self._last_forced_keys_read = now
+            if recognised:
+                if now - self._last_formatted_keys_read < API_KEYS_FORMATTED_REREAD_INTERVAL:
+                    return None
+                self._last_formatted_keys_read = now
+            else:
+                if now - self._last_forced_keys_read < API_KEYS_REREAD_INTERVAL:
+                    return None
+                self._last_forced_keys_read = now
         try:
             return self.api_keys(force_fetch=True)
         except (UpstreamUnavailable, ServerError):
             return None
 
+    def authenticate(self, authorization: str | None) -> None:
+        """`Authorization: Bearer <key>` against every configured key, in constant time; a presented
+        key that matches none forces one re-read (rate-limited, above), so a key added by a rotation
+        works at once. The one implementation for every API route (security review 3, G5)."""
+        keys = self.api_keys()
+        try:
+            security.authenticate_bearer(authorization, keys)
+        except Unauthorized:
+            token = security.bearer_token(authorization)
+            if not token:
+                raise
+            fresh = self.api_keys_after_mismatch(recognised=security.api_key_recognised(token))
+            if fresh is None or fresh == keys:
+                raise
+            security.authenticate_bearer(authorization, fresh)
 
-def webhook_secrets(settings: Settings, *, force_fetch: bool = False) -> tuple[str, ...]:
+
+def webhook_secrets(
+    settings: Settings, *, force_fetch: bool = False, now: Callable[[], float] = time.time
+) -> tuple[str, ...]:
     """The Nylas webhook secret(s) from `WEBHOOK_SECRET_ARN`: `{"webhook_secret", "previous_webhook_secret"
-    (optional, the rotation overlap), "webhook_id"}`. Empty when the setup has not stored one yet."""
+    (optional, the rotation overlap) until "previous_expires_at" (epoch seconds), "webhook_id"}`. A
+    previous secret without an expiry, or past it, is not accepted (security review 3, G3: a rotated-out
+    secret stops working after the overlap). Empty when the setup has not stored one yet."""
     if not settings.webhook_secret_arn:
         return ()
     data = get_json_secret(
         settings.webhook_secret_arn, max_age=settings.secrets_max_age, force_fetch=force_fetch
     )
-    found = (data.get("webhook_secret"), data.get("previous_webhook_secret"))
+    found = [data.get("webhook_secret")]
+    expires = data.get("previous_expires_at")
+    if isinstance(expires, int | float) and not isinstance(expires, bool) and now() < expires:
+        found.append(data.get("previous_webhook_secret"))
     return tuple(s for s in found if isinstance(s, str) and len(s) >= 8)

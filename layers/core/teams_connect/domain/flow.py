@@ -45,7 +45,6 @@ from teams_connect.errors import (
     ServerError,
     SessionInvalid,
     SessionUsed,
-    Unauthorized,
     UpstreamUnavailable,
 )
 from teams_connect.observability import logger
@@ -157,19 +156,8 @@ class ConnectFlow:
 
     # --- backend API ------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> None:
-        """Constant-time check of `Authorization: Bearer <key>` against every configured key. A
-        presented key that matches none forces one re-read of the keys (rate-limited per container,
-        `secrets.api_keys_after_mismatch`), so a key added by a rotation works at once."""
-        keys = self.secrets.api_keys()
-        try:
-            security.authenticate_bearer(authorization, keys)
-        except Unauthorized:
-            if not security.bearer_token(authorization):
-                raise
-            fresh = self.secrets.api_keys_after_mismatch()
-            if fresh is None or fresh == keys:
-                raise
-            security.authenticate_bearer(authorization, fresh)
+        """The backend API key (secrets.SecretsProvider.authenticate: shared with the meetings routes)."""
+        self.secrets.authenticate(authorization)
 
     def create_session(self, body: object) -> CreatedSession:
         if not isinstance(body, dict):

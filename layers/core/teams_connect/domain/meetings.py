@@ -154,7 +154,7 @@ class Meetings:
     # --- checks before any I/O but the API keys -------------------------------------------------------
     def admit(self, authorization: str | None) -> None:
         """Bearer API key (401), then the flavour: beta deployments have no meetings (400)."""
-        security.authenticate_bearer(authorization, self.secrets.api_keys())
+        self.secrets.authenticate(authorization)  # re-reads on a mismatch, like the flow (review 3, G5)
         if self.settings.nylas_api != "v3":
             raise UnsupportedFlavour()
 

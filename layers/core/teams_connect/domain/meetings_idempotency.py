@@ -1,6 +1,10 @@
 """Idempotent meeting creation with the Powertools Idempotency utility on DynamoDB.
 
-The record's key is the hash of (user id, `Idempotency-Key`); the normalised request is the
+The record's key is the hash of (user id, the user's grant id, `Idempotency-Key`): a replay answers only
+while the user holds the same grant, so after a disconnect and a reconnect with another mailbox the
+same key schedules on the new mailbox instead of returning the old one's meeting (security review 3,
+G10). Answers (meeting id, join URL, participants' emails) are kept 24 h in the idempotency table, plus
+its point-in-time-recovery window (docs/security.md). The normalised request is the
 payload checked on a retry: same key + same body → the first answer again (nothing is created);
 same key + another body → 422 `idempotency_key_reused`; the same key while the first call is still
 running → 409 `conflict`. A failed create leaves no record (Powertools deletes it), so a retry runs
@@ -68,10 +72,13 @@ class MeetingsCreate:
     ) -> dict[str, Any]:
         if idempotency_key is None:
             return self.meetings.create(user_id, request, None, deadline=deadline)
+        record = self.meetings.grants.get(user_id)
+        if record is None:  # not connected: the plain path answers it (nothing to replay)
+            return self.meetings.create(user_id, request, None, deadline=deadline)
         if context is not None:
             self.config.register_lambda_context(context)
         call = {
-            "key": f"{len(user_id)}:{user_id}:{idempotency_key}",
+            "key": f"{len(user_id)}:{user_id}:{len(record.grant_id)}:{record.grant_id}:{idempotency_key}",
             "user_id": user_id,
             "idempotency_key": idempotency_key,
             "request": request,

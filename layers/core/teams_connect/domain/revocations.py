@@ -9,7 +9,13 @@ that is due until Nylas confirms.
 
 One rule protects the users: a grant whose GRANT# guard names an owner is never revoked (it is
 someone's current grant: the same mailbox re-linked, or another user's mailbox); its entry is
-simply dropped.
+simply dropped. The check and the revoke are one claim (security review 3, G7): a transaction checks
+that no guard exists and leases the REVOKE# entry, and a re-link (`save`) cannot cancel a leased entry,
+so a grant re-linked while its DELETE is in flight is not kept as if it were live.
+
+A secret the sweeper cannot read (e.g. no `kms:Decrypt` on a customer-managed key: security review 3,
+G1) fails the sweep (`SweepReport.secret_unreadable`: the function then fails its invocation, which
+the Lambda `Errors` alarm sees); every failed attempt counts in `RevokeFailed`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from teams_connect.adapters.nylas.port import NylasPort
+from teams_connect.adapters.secrets import SecretInvalid, SecretUnavailable
 from teams_connect.adapters.store.grants import GrantStore
 from teams_connect.errors import ConnectError
 from teams_connect.observability import logger
@@ -39,8 +46,10 @@ def next_attempt(now: int, attempts: int) -> int:
 @dataclass(frozen=True, slots=True)
 class SweepReport:
     revoked: int = 0
-    kept: int = 0  # held again by someone: entry dropped, nothing revoked
+    kept: int = 0  # held again by someone (entry dropped), or claimed by another attempt: nothing revoked
     failed: int = 0
+    oldest_due_age: int = 0  # seconds the oldest due entry has waited past its due time
+    secret_unreadable: bool = False  # the Nylas secret could not be read: the sweep stopped
 
 
 class Revoker:
@@ -55,11 +64,18 @@ class Revoker:
         """One attempt for one outbox entry → "revoked" | "kept" | "failed" (entry postponed)."""
         now = int(self._clock())
         try:
-            if self.grants.owner(grant_id) is not None:
+            claim = (
+                "held"
+                if self.grants.owner(grant_id) is not None
+                else self.grants.outbox.claim(grant_id, now=now)
+            )
+            if claim == "held":
                 self.grants.outbox.confirmed(grant_id)
                 logger.info(
                     "grant held again: pending revoke dropped", extra={"grant": hash_prefix(grant_id)}
                 )
+                return "kept"
+            if claim != "claimed":  # gone meanwhile, or another attempt is revoking it
                 return "kept"
             self.nylas.revoke(grant_id, deadline=deadline)
             self.grants.outbox.confirmed(grant_id)
@@ -71,6 +87,8 @@ class Revoker:
             )
             with contextlib.suppress(ConnectError):  # else the entry stays due: the next sweep retries
                 self.grants.outbox.postpone(grant_id, due=next_attempt(now, attempts))
+            if isinstance(exc, SecretUnavailable | SecretInvalid):
+                raise
             return "failed"
 
     def discard(self, grant_id: str, *, deadline: float | None = None) -> None:
@@ -79,12 +97,27 @@ class Revoker:
             self.grants.outbox.enqueue(grant_id, due=int(self._clock()), now=int(self._clock()))
         except ConnectError:
             logger.warning("could not enqueue a revoke: the flow's deferred entry covers it")
-        self.revoke(grant_id, deadline=deadline)
+        with contextlib.suppress(SecretUnavailable, SecretInvalid):  # the sweeper retries (and alarms)
+            self.revoke(grant_id, deadline=deadline)
 
     def sweep(self, *, limit: int = 50, deadline: float | None = None) -> SweepReport:
+        now = int(self._clock())
+        entries = self.grants.outbox.due(now, limit=limit)
+        oldest = max((now - entry.due_at for entry in entries), default=0)
         counts = {"revoked": 0, "kept": 0, "failed": 0}
-        for entry in self.grants.outbox.due(int(self._clock()), limit=limit):
+        for entry in entries:
             if deadline is not None and time.monotonic() > deadline:
                 break
-            counts[self.revoke(entry.grant_id, attempts=entry.attempts, deadline=deadline)] += 1
-        return SweepReport(**counts)
+            try:
+                counts[self.revoke(entry.grant_id, attempts=entry.attempts, deadline=deadline)] += 1
+            except (SecretUnavailable, SecretInvalid):
+                logger.error("the Nylas secret cannot be read: sweep stopped", extra={"due": len(entries)})
+                counts["failed"] += 1
+                return SweepReport(
+                    counts["revoked"],
+                    counts["kept"],
+                    counts["failed"],
+                    max(0, oldest),
+                    secret_unreadable=True,
+                )
+        return SweepReport(counts["revoked"], counts["kept"], counts["failed"], max(0, oldest))

@@ -8,8 +8,10 @@ Order of the POST checks (nylas-lifecycle.md §1.4-1.7):
    a mismatch re-reads the secret at most once per 30 s (a rotation by the setup);
 3. only then decompress (bounded) and parse; malformed → 400; not a grant trigger → 200, ignored;
 4. the grant's record (via its GRANT# owner item); none → 200, ignored (logged without PII);
-5. one transaction: dedupe marker + conditional update (webhook_store); duplicate or older than the
-   state already applied → 200, nothing changes.
+5. order (docs/lifecycle.md, "Ordering"): older than the record's last change → 200 stale; in the same
+   second, or stamped more than 300 s in the future (undecidable by time) → the grant is read from
+   Nylas and what Nylas says is applied (as of now, for a future stamp); newer → the trigger's status;
+6. one transaction: dedupe marker + conditional update (webhook_store); a duplicate → 200, nothing changes.
 Our own failures (DynamoDB, Secrets Manager) answer 503 so that Nylas retries; never a 500.
 """
 
@@ -31,17 +33,30 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from teams_connect.adapters.store.grants import GrantRecord
 from teams_connect.adapters.store.notifications import Change, NotificationStore, Outcome
-from teams_connect.errors import ConnectError
+from teams_connect.errors import ConnectError, UpstreamUnavailable
 from teams_connect.observability import logger, metrics
 from teams_connect.rules import lifecycle, strict_json
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_CHALLENGE_CHARS = 1024
+MAX_CHALLENGE_CHARS = 256
+#: Nylas's challenge is an opaque random token; only URL-unreserved characters are echoed, so the
+#: route cannot serve attacker-chosen markup or text on the service's origin (security review 3, G9).
+_CHALLENGE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_CHALLENGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Content-Disposition": 'inline; filename="challenge.txt"',
+}
 SECRET_REFRESH_INTERVAL = 30.0
 SIGNATURE_REJECTED = "WebhookSignatureRejected"
 NOTIFICATION_APPLIED = "WebhookNotificationApplied"
 NOTIFICATION_IGNORED = "WebhookNotificationIgnored"
 WEBHOOK_FAILED = "WebhookFailed"
+NOTIFICATION_FUTURE = "WebhookNotificationFuture"
+NOTIFICATION_TIE = "WebhookNotificationTie"
+#: A notification stamped later than now + this is not trusted to order anything (security review 3,
+#: G3): Nylas is asked, as for a tie, and the change is recorded as of now, so a forged or skewed
+#: future `time` cannot pin a record against later genuine notifications.
+FUTURE_SKEW_SECONDS = 300
 TRIGGERS = ("grant.created", "grant.updated", "grant.expired", "grant.deleted")
 _STATUS_BY_TRIGGER = {
     "grant.created": lifecycle.VALID,
@@ -57,11 +72,12 @@ class HttpAnswer:
     status: int
     body: str
     content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def to_lambda(self) -> dict[str, Any]:
         return {
             "statusCode": self.status,
-            "headers": {**_HEADERS, "Content-Type": self.content_type},
+            "headers": {**_HEADERS, **self.headers, "Content-Type": self.content_type},
             "body": self.body,
             "isBase64Encoded": False,
         }
@@ -185,11 +201,11 @@ def challenge(raw_query: str) -> HttpAnswer:
         len(pairs) == 1
         and len(values) == 1
         and 0 < len(values[0]) <= MAX_CHALLENGE_CHARS
-        and all(0x20 < ord(c) < 0x7F for c in values[0])
+        and set(values[0]) <= _CHALLENGE_CHARS
     )
     if not ok:
         return _json(400, "invalid_request", "Expected exactly one challenge parameter.")
-    return HttpAnswer(200, values[0], "text/plain; charset=utf-8")
+    return HttpAnswer(200, values[0], "text/plain; charset=utf-8", _CHALLENGE_HEADERS)
 
 
 def _ref(value: str) -> str:
@@ -201,6 +217,9 @@ class WebhookService:
     store: NotificationStore
     load_secrets: Callable[[bool], tuple[str, ...]]  # force_fetch → secrets
     required_scopes: tuple[str, ...]
+    #: grant id → what Nylas says of it now: ("valid" | "invalid" | "gone", its scopes or None).
+    #: Asked only for a notification in the same second as the record's last change.
+    read_grant: Callable[[str], tuple[str, tuple[str, ...] | None]] | None = None
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     _last_refresh: float = field(default=-1e9, repr=False)
@@ -257,25 +276,64 @@ class WebhookService:
         return _json(200, outcome, "")
 
     def apply(self, note: Notification) -> str:
+        now = int(self.clock())
+        future = note.time > now + FUTURE_SKEW_SECONDS
+        if future:  # its time orders nothing: it must not pin the record (security review 3, G3)
+            logger.warning(
+                "notification stamped in the future: Nylas decides", extra={"ahead_s": note.time - now}
+            )
+            self._count(NOTIFICATION_FUTURE)
         for _ in range(3):
             record = self.store.record_of_grant(note.grant_id)
             if record is None:
                 logger.info("notification for a grant we do not hold", extra={"grant": _ref(note.grant_id)})
                 return "unknown_grant"
-            # Newest wins, strictly: a notification not later than the state we hold (our own write,
-            # e.g. the callback that stored this connection, or a notification already applied) is
-            # stale. Nylas's times are whole seconds: one in the same second as our write loses.
-            if note.time <= max(record.status_changed_at or record.updated_at, record.notified_at):
+            # Newest wins. The last change we hold is our own write (e.g. the callback that stored this
+            # connection) or a notification already applied; times are whole seconds, so one in the
+            # same second cannot be ordered by time, nor can one stamped in the future: Nylas, the
+            # source of truth, decides, and the change is recorded as of now (never later).
+            last = max(record.status_changed_at or record.updated_at, record.notified_at)
+            at = note.time
+            if future or note.time <= last:
                 if self.store.seen(note.id):
                     return Outcome.DUPLICATE
-                return Outcome.STALE
-            change = self.change_for(record, note)
-            outcome = self.store.apply(
-                record, change, notification_id=note.id, at=note.time, now=int(self.clock())
-            )
+                if not future and note.time < last:
+                    return Outcome.STALE
+                if self.shows_as_is(record, note):
+                    # Whichever came last, the record would show the same: nothing to decide, no
+                    # Nylas call (e.g. the grant.created of the connection we just stored).
+                    return Outcome.STALE
+                at = max(now, last) if future else note.time
+                change = self.change_from_nylas(record, note, at)
+            else:
+                change = self.change_for(record, note)
+            outcome = self.store.apply(record, change, notification_id=note.id, at=at, now=now)
             if outcome != Outcome.CHANGED:
                 return outcome
         raise ConnectError("the grant record kept changing")
+
+    def shows_as_is(self, record: GrantRecord, note: Notification) -> bool:
+        """Applying `note` would leave what the record shows (status, scopes) as it is."""
+        change = self.change_for(record, note)
+        return (change.status, tuple(change.scopes), tuple(change.missing_scopes)) == (
+            record.status,
+            tuple(record.scopes),
+            tuple(record.missing_scopes),
+        )
+
+    def change_from_nylas(self, record: GrantRecord, note: Notification, at: int) -> Change:
+        """A tie: the grant's state as Nylas reports it now (valid → valid or needs_reauth, another
+        status → expired, gone → revoked). Nylas unreachable → ConnectError: 503, Nylas redelivers."""
+        if self.read_grant is None:
+            raise UpstreamUnavailable()
+        self._count(NOTIFICATION_TIE)
+        state, nylas_scopes = self.read_grant(note.grant_id)
+        target = {"valid": lifecycle.VALID, "gone": lifecycle.REVOKED}.get(state, lifecycle.EXPIRED)
+        scopes = nylas_scopes or (note.scopes if note.scopes is not None else record.scopes)
+        status, missing = lifecycle.status_for(target, scopes, self.required_scopes)
+        logger.info("same-second notification: Nylas decides", extra={"nylas_state": state, "status": status})
+        changed_at = at if status != record.status else (record.status_changed_at or record.updated_at)
+        return Change(status=status, status_changed_at=changed_at, scopes=scopes, missing_scopes=missing)
 
     def change_for(self, record: GrantRecord, note: Notification) -> Change:
         scopes = note.scopes if note.scopes is not None else record.scopes

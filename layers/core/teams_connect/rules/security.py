@@ -208,6 +208,35 @@ def bearer_token(authorization: str | None) -> bytes | None:
     return presented.strip().encode("utf-8")
 
 
+#: Recognisable API keys (security review 3, G5): `tck_` + 43 base64url characters (32 random bytes) +
+#: `_` + 8 hex characters (the first 4 bytes of SHA-256 of what precedes). A presented key of this form
+#: that matches no cached key may force a re-read of the keys secret (a key just added by a rotation); a
+#: random or mistyped token cannot, so an unauthenticated client cannot use the re-read up. Keys of
+#: any other form (16+ characters) keep working, with the older, shared re-read (docs/security.md).
+API_KEY_PREFIX = "tck_"
+_API_KEY_RE = re.compile(r"tck_([A-Za-z0-9_-]{43})_([0-9a-f]{8})")
+
+
+def _api_key_check(body: str) -> str:
+    return hashlib.sha256((API_KEY_PREFIX + body).encode("ascii")).hexdigest()[:8]
+
+
+def new_api_key() -> str:
+    """A fresh recognisable API key (`python -m tools.api_key`)."""
+    body = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
+    return f"{API_KEY_PREFIX}{body}_{_api_key_check(body)}"
+
+
+def api_key_recognised(token: bytes) -> bool:
+    """True for a key of the recognisable form with a valid check (not proof of anything: a format)."""
+    try:
+        text = token.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    match = _API_KEY_RE.fullmatch(text)
+    return match is not None and hmac.compare_digest(match.group(2), _api_key_check(match.group(1)))
+
+
 def authenticate_bearer(authorization: str | None, keys: Sequence[str]) -> None:
     """`Authorization: Bearer <key>` compared in constant time against every configured key."""
     token = bearer_token(authorization)

@@ -13,7 +13,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .flavours import ensure_beta, ensure_v3, teardown_beta, teardown_v3
 from .http import NylasSetupHttp, RetryPolicy
 from .models import ON_DELETE, Action, Credentials, OnDelete, SetupError, SetupReport, SetupSpec
-from .webhook import SecretStore, WebhookSpec, ensure_webhook, probe_challenge, teardown_webhook
+from .webhook import (
+    PREVIOUS_SECRET_TTL,
+    SecretStore,
+    WebhookSpec,
+    ensure_webhook,
+    probe_challenge,
+    teardown_webhook,
+)
 
 
 def _nylas_http(spec: SetupSpec, creds: Credentials, retry: RetryPolicy | None) -> NylasSetupHttp:
@@ -177,6 +184,8 @@ def ensure_webhook_side(
     *,
     dry_run: bool = False,
     rotate: bool = False,
+    retire_previous: bool = False,
+    previous_ttl: int = PREVIOUS_SECRET_TTL,
     retry: RetryPolicy | None = None,
     probe: Callable[[str], None] = probe_challenge,
 ) -> SetupReport:
@@ -187,7 +196,16 @@ def ensure_webhook_side(
         action = Action("webhook", webhook.url, "absent", "beta has no webhooks")
         return SetupReport(spec.flavour, spec.base_url, dry_run, (action,))
     with _nylas_http(spec, credentials, retry) as http:
-        actions = ensure_webhook(http, webhook, store, dry_run=dry_run, rotate=rotate, probe=probe)
+        actions = ensure_webhook(
+            http,
+            webhook,
+            store,
+            dry_run=dry_run,
+            rotate=rotate,
+            retire_previous=retire_previous,
+            previous_ttl=previous_ttl,
+            probe=probe,
+        )
     return SetupReport(spec.flavour, spec.base_url, dry_run, tuple(actions))
 
 

@@ -9,9 +9,11 @@
   never re-activates a `failed` destination by itself);
 - the stored secret is not this destination's (or `rotate=True`) → `POST /v3/webhooks/rotate-secret/{id}`
   (never the Python SDK's `PUT …/{id}/rotate-secret`, a path Nylas does not serve) and store the new
-  secret, keeping the previous one as `previous_webhook_secret` for deliveries already in flight.
-The secret JSON is `{"webhook_id", "webhook_secret", "previous_webhook_secret"?}`; no value is ever
-logged or reported.
+  secret, keeping the previous one as `previous_webhook_secret` for deliveries already in flight until
+  `previous_expires_at` (now + `previous_ttl`, 1 h by default; security review 3, G3), or not at all
+  with `retire_previous=True` (after a leak).
+The secret JSON is `{"webhook_id", "webhook_secret", "previous_webhook_secret"?, "previous_expires_at"?}`
+(other keys, e.g. the setup's `registered_callback_urls`, are kept); no value is ever logged or reported.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from .models import Action, SetupError, check_url
 WEBHOOKS_PATH = "/v3/webhooks"
 GRANT_TRIGGERS = ("grant.created", "grant.updated", "grant.deleted", "grant.expired")
 DESCRIPTION = "teams-connect grant lifecycle"
+#: How long a rotated-out webhook secret is still accepted (Nylas retries a delivery for minutes to hours).
+PREVIOUS_SECRET_TTL = 3600
+_SECRET_KEYS = ("webhook_id", "webhook_secret", "previous_webhook_secret", "previous_expires_at")
 
 
 @dataclass(frozen=True)
@@ -111,11 +116,15 @@ def ensure_webhook(
     *,
     dry_run: bool = False,
     rotate: bool = False,
+    retire_previous: bool = False,
+    previous_ttl: int = PREVIOUS_SECRET_TTL,
+    clock: Callable[[], float] = time.time,
     probe: Callable[[str], None] = probe_challenge,
 ) -> list[Action]:
     actions: list[Action] = []
     ours = [w for w in list_of(http.get(WEBHOOKS_PATH), "webhooks") if w.get("webhook_url") == spec.url]
     stored = store.read(spec.secret_arn)
+    kept = {k: v for k, v in stored.items() if k not in _SECRET_KEYS}  # e.g. registered_callback_urls
     if not ours:
         if not dry_run:
             probe(spec.url)
@@ -134,7 +143,7 @@ def ensure_webhook(
             webhook_id, secret = created.get("id"), created.get("webhook_secret")
             if not isinstance(webhook_id, str) or not isinstance(secret, str) or not secret:
                 raise SetupError("Nylas created the webhook but returned no id or secret")
-            store.write(spec.secret_arn, {"webhook_id": webhook_id, "webhook_secret": secret})
+            store.write(spec.secret_arn, {**kept, "webhook_id": webhook_id, "webhook_secret": secret})
         actions.append(Action("webhook", spec.url, "created", "grant triggers"))
         actions.append(Action("webhook secret", spec.secret_arn, "updated", "stored"))
         return actions
@@ -169,11 +178,18 @@ def ensure_webhook(
             secret = rotated.get("webhook_secret")
             if not isinstance(secret, str) or not secret:
                 raise SetupError("Nylas rotated the webhook secret but returned none")
-            value: dict[str, Any] = {"webhook_id": webhook_id, "webhook_secret": secret}
-            if have_secret:
+            value: dict[str, Any] = {**kept, "webhook_id": webhook_id, "webhook_secret": secret}
+            if have_secret and not retire_previous:
                 value["previous_webhook_secret"] = stored["webhook_secret"]
+                value["previous_expires_at"] = int(clock()) + max(0, int(previous_ttl))
             store.write(spec.secret_arn, value)
         detail = "rotated" if rotate else "rotated: the stored secret was not this webhook's"
+        if have_secret:
+            detail += (
+                "; previous secret retired"
+                if retire_previous
+                else f"; previous accepted {previous_ttl} s more"
+            )
         actions.append(Action("webhook secret", spec.secret_arn, "updated", detail))
     else:
         actions.append(Action("webhook secret", spec.secret_arn, "unchanged"))

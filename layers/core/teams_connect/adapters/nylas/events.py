@@ -61,6 +61,16 @@ def _retry_after(exc: NylasError) -> int:
     return max(1, math.ceil(exc.retry_after)) if exc.retry_after else 1
 
 
+def grant_expired(exc: NylasError) -> bool:
+    """A 401 that is about the grant (its type is `grant.*`, or the provider says `invalid_grant`), not
+    about our API key, region or anything else: only that marks a user's record expired."""
+    if exc.status != 401:
+        return False
+    return (
+        exc.error_type.lower().startswith("grant.") or (exc.provider_error or "").lower() == "invalid_grant"
+    )
+
+
 def events_error(exc: NylasError, *, creating: bool = False) -> ConnectError:
     """A failed events call (after retries) → the contract's error."""
     if exc.status == 429:
@@ -70,10 +80,15 @@ def events_error(exc: NylasError, *, creating: bool = False) -> ConnectError:
             return AmbiguousCreate()
         return UpstreamUnavailable()
     if exc.status == 401:
+        if grant_expired(exc):
+            return GrantExpired()
         if exc.error_type in API_KEY_ERROR_TYPES:
             logger.error("Nylas rejected the API key after a fresh secret read (rotated or expired?)")
-            return ServerError()
-        return GrantExpired()
+        else:  # security review 3, G11: never mark users expired on a 401 we cannot attribute
+            logger.error(
+                "Nylas answered 401 with an unknown type", extra={"nylas_error_type": exc.error_type[:100]}
+            )
+        return ServerError()
     if exc.status == 403:
         return ReauthRequired("The user's Microsoft connection lacks calendar permission; connect again.")
     if exc.status == 404:

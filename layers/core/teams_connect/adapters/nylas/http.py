@@ -52,6 +52,7 @@ class NylasError(Exception):
         message: str = "",
         request_id: str | None = None,
         retry_after: float | None = None,
+        provider_error: str | None = None,
     ) -> None:
         super().__init__(f"Nylas {status or 'transport'} error: {error_type}")
         self.status = status
@@ -59,6 +60,18 @@ class NylasError(Exception):
         self.message = message
         self.request_id = request_id
         self.retry_after = retry_after
+        #: The provider's own error (Microsoft's, for one mailbox) when Nylas passes one on: its
+        #: `error` code, or "" when the envelope has a `provider_error` without one. None: not the provider.
+        self.provider_error = provider_error
+
+    @property
+    def grant_scoped(self) -> bool:
+        """Caused by one grant's mailbox, not by Nylas or our application (security review 3, G4):
+        the provider's error passed on, a `provider_error` type, or a provider's 429."""
+        kind = self.error_type.lower()
+        return (
+            self.provider_error is not None or kind.endswith("provider_error") or kind == "rate_limit_error"
+        )
 
     @property
     def transient(self) -> bool:
@@ -83,10 +96,12 @@ class _StopAtDeadline(stop_base):
 
 
 def counts_as_outage(exc: BaseException) -> bool:
-    """What the circuit breaker counts: 5xx, 429 and transport failures, never a 4xx business error."""
+    """What the circuit breaker counts: 5xx, 429 and transport failures, never a 4xx business error,
+    and never a failure of one grant's mailbox (security review 3, G4: a provider error or a provider's
+    429 is one user's, and must not open the container-wide breaker for every other user)."""
     error = exc.error if isinstance(exc, _Retryable) else exc
     if isinstance(error, NylasError):
-        return error.transient
+        return error.transient and not error.grant_scoped
     return True
 
 
@@ -107,6 +122,20 @@ class NylasResponse:
     status: int
     body: Any
     request_id: str | None
+
+
+def provider_error_of(body: Any) -> str | None:
+    """The `provider_error` a v3 error envelope passes on (its `error` code, or ""), else None."""
+    err = body.get("error") if isinstance(body, dict) else None
+    found = err.get("provider_error") if isinstance(err, dict) else None
+    if found is None and isinstance(body, dict):
+        found = body.get("provider_error")
+    if isinstance(found, dict):
+        code = found.get("error")
+        return str(code)[:100] if isinstance(code, str) else ""
+    if isinstance(found, str):
+        return found[:100]
+    return None
 
 
 def parse_error(body: Any) -> tuple[str, str]:
@@ -275,6 +304,7 @@ class NylasHttp:
             message,
             request_id,
             parse_retry_after(resp.headers.get("retry-after")),
+            provider_error_of(body),
         )
         if idempotent and resp.status_code in RETRY_STATUSES:
             raise _Retryable(error)

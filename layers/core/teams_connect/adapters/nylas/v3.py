@@ -195,6 +195,35 @@ class V3Adapter:
             grant_status=str(status),
         )
 
+    def grant_state(
+        self, grant_id: str, *, deadline: float | None = None
+    ) -> tuple[str, tuple[str, ...] | None]:
+        """What Nylas says of the grant now: ("valid" | "invalid" | "gone", its scopes or None). Asked
+        by the webhook when a notification cannot be ordered by time (issue 19). Only Nylas's own
+        grant-not-found answer means gone; any other failure raises (the webhook answers 503)."""
+        if not GRANT_ID_RE.match(grant_id):
+            return "gone", None  # no grant Nylas could have issued
+        from teams_connect.adapters.nylas.http import NylasError, api_error, grant_is_gone
+
+        try:
+            resp = self._http.request_rereading_credentials(
+                "GET",
+                f"/v3/grants/{grant_id}",
+                route="v3.grants.get",
+                headers_for=self._bearer,
+                deadline=deadline,
+            ).body
+        except NylasError as exc:
+            if grant_is_gone(exc):
+                return "gone", None
+            raise api_error(exc) from None
+        data = resp.get("data") if isinstance(resp, dict) else None
+        if not isinstance(data, dict) or data.get("id") != grant_id:
+            raise ServerError()
+        scopes = data.get("scope")
+        found = tuple(str(s) for s in scopes) if isinstance(scopes, list) and scopes else None
+        return ("valid" if data.get("grant_status", "valid") == "valid" else "invalid"), found
+
     def revoke(self, grant_id: str, *, deadline: float | None = None) -> None:
         if not GRANT_ID_RE.match(grant_id):
             raise ServerError()

@@ -13,13 +13,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from teams_connect.adapters.nylas.port import VerifiedGrant
 from teams_connect.adapters.store.base import aws_error, aws_error_code, dynamodb_client
-from teams_connect.adapters.store.outbox import REVOKE_PREFIX, RevokeOutbox, revoke_item
+from teams_connect.adapters.store.outbox import OUTBOX_KEY, REVOKE_PREFIX, RevokeOutbox, revoke_item
 from teams_connect.adapters.store.sessions import COMPLETED, CONSUMED
 from teams_connect.errors import (
     AccountAlreadyLinked,
     Conflict,
     ServerError,
     SessionUsed,
+    UpstreamUnavailable,
 )
 from teams_connect.observability import logger
 
@@ -240,7 +241,26 @@ class GrantStore:
                     },
                 }
             },
-            {"Put": {"TableName": self.table, "Item": revoke_item(grant.grant_id, due=revoke_due, now=now)}},
+            # An Update, not a Put: a lease on an existing entry (a revoke of this grant in flight,
+            # security review 3, G7) is kept, so the grant transaction cannot cancel it.
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": REVOKE_PREFIX + grant.grant_id}},
+                    "UpdateExpression": (
+                        "SET grant_id = :g, outbox = :o, due_at = :due, "
+                        "created_at = if_not_exists(created_at, :now), "
+                        "attempts = if_not_exists(attempts, :zero)"
+                    ),
+                    "ExpressionAttributeValues": {
+                        ":g": {"S": grant.grant_id},
+                        ":o": {"S": OUTBOX_KEY},
+                        ":due": {"N": str(revoke_due)},
+                        ":now": {"N": str(now)},
+                        ":zero": {"N": "0"},
+                    },
+                }
+            },
         ]
         try:
             self.client.transact_write_items(TransactItems=items)
@@ -344,7 +364,16 @@ class GrantStore:
             },
             {"Put": guard},
             # This grant is held again: a pending revoke of it (an earlier failed flow) is cancelled.
-            {"Delete": {"TableName": self.table, "Key": {"pk": {"S": REVOKE_PREFIX + record.grant_id}}}},
+            # ... unless an attempt has claimed it and may be revoking it at Nylas right now (security
+            # review 3, G7): then this save fails, retryably, instead of keeping a grant being revoked.
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": REVOKE_PREFIX + record.grant_id}},
+                    "ConditionExpression": "attribute_not_exists(lease_until) OR lease_until < :now",
+                    "ExpressionAttributeValues": {":now": {"N": str(record.updated_at)}},
+                }
+            },
         ]
         session_index = check_index = old_guard_index = -1
         if session_id is not None:
@@ -415,6 +444,9 @@ class GrantStore:
                 item = reasons[0].get("Item")
                 old = GrantRecord.from_item(item) if item and "user_id" in item else None
                 raise _UserChanged(old) from None
+            if 2 in failed:
+                logger.warning("a revoke of this grant is in flight: the save is to be retried")
+                raise RevokeInFlight() from None
             if session_index in failed:
                 raise SessionUsed() from None
             if 1 in failed or check_index in failed:
@@ -463,6 +495,11 @@ class GrantStore:
             except BotoCoreError as exc:
                 raise aws_error(exc) from None
         raise Conflict()
+
+
+class RevokeInFlight(UpstreamUnavailable):
+    """The grant being saved is being revoked at Nylas right now (a claimed REVOKE# entry): the flow
+    ends retryably; a new flow gets Nylas's new grant id."""
 
 
 class _UserChanged(Exception):

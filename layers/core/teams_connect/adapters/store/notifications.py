@@ -112,7 +112,10 @@ class NotificationStore:
                     ),
                     "ConditionExpression": (
                         "grant_id = :g AND connected_at = :c AND #st = :read "
-                        "AND (attribute_not_exists(notified_at) OR notified_at < :at)"
+                        # `<=`: a notification of the same second as the last one applied is
+                        # ordered by Nylas's answer (webhooks.change_from_nylas); the dedupe
+                        # marker keeps one notification from applying twice.
+                        "AND (attribute_not_exists(notified_at) OR notified_at <= :at)"
                     ),
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values,
