@@ -50,7 +50,8 @@ def popup_body(user_id: str, stack: StackUrls, **extra: Any) -> dict[str, Any]:
 def connected_user(browser: CheckedBrowser) -> tuple[str, str, dict[str, Any]]:
     user_id, email = harness.unique("u"), harness.mailbox()
     result = browser.run(user_id, email=email)
-    assert result.final is not None and result.final.status_code == 302, result.final
+    assert result.final is not None
+    assert result.final.status_code == 302, result.final.text
     grant = httpx.get(
         f"{browser.stack.gateway}/v1/grants/{user_id}", headers=harness.api_headers(browser.stack), timeout=15
     ).json()
@@ -181,22 +182,26 @@ def assert_result_page(stack: StackUrls, response: httpx.Response, message: dict
     csp = response.headers["content-security-policy"]
     nonce = re.search(r"script-src 'nonce-([A-Za-z0-9_-]{20,})'", csp)
     assert nonce, csp
-    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
-    assert "unsafe-inline" not in csp and "*" not in csp
+    assert "default-src 'none'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert "*" not in csp
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
     scripts = SCRIPT_RE.findall(response.text)
     assert len(scripts) == 1, scripts
     assert f'nonce="{nonce.group(1)}"' in scripts[0][0]
-    assert "'*'" not in scripts[0][1] and '"*"' not in scripts[0][1]
+    assert "'*'" not in scripts[0][1]
+    assert '"*"' not in scripts[0][1]
     main = re.search(r'<main id="tc-result" ([^>]*)>', response.text)
     assert main
     attrs = {k: html.unescape(v) for k, v in re.findall(r'(data-[a-z]+)="([^"]*)"', main.group(1))}
     assert attrs["data-origin"] == stack.demo
     assert json.loads(attrs["data-message"]) == message
     nxt = urlsplit(attrs["data-next"])
-    assert f"{nxt.scheme}://{nxt.netloc}" == stack.demo and nxt.path == "/return/popup"
+    assert f"{nxt.scheme}://{nxt.netloc}" == stack.demo
+    assert nxt.path == "/return/popup"
     assert not harness.SECRET_QUERY_PARAMS & set(harness.query_of(attrs["data-next"]))
 
 
@@ -276,7 +281,8 @@ def test_connect_js_is_served_as_javascript_cacheable_and_versioned(
     unchanged = http.get(
         SCRIPT, headers={"if-none-match": plain.headers["etag"], "accept-encoding": "identity"}
     )
-    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
     compressed = http.get(SCRIPT, headers={"accept-encoding": "gzip"})
     assert compressed.headers["content-encoding"] == "gzip"
     assert compressed.content == plain.content  # httpx decodes it
@@ -397,7 +403,8 @@ def test_reconnect_with_the_same_mailbox_keeps_the_grant_id(
 ) -> None:
     user_id, email, held = connected_user(browser)
     result = browser.run(user_id, email=email, reconnect=True)
-    assert result.final is not None and result.final.status_code == 302
+    assert result.final is not None
+    assert result.final.status_code == 302
     assert harness.query_of(result.final.headers["location"])["status"] == ["connected"]
     after = httpx.get(
         f"{stack.gateway}/v1/grants/{user_id}", headers=harness.api_headers(stack), timeout=15
