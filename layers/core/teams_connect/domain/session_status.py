@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from teams_connect.adapters.store.sessions import (
     COMPLETED,
@@ -27,7 +26,7 @@ from teams_connect.adapters.store.sessions import (
     SessionStore,
 )
 from teams_connect.errors import BROWSER_CODES, NotFound
-from teams_connect.rules.security import SESSION_ID_RE
+from teams_connect.rules.security import SESSION_ID_RE, origin_of
 
 CONNECTED, ERROR = "connected", "error"
 #: A consumed session's callback is bounded by the Lambda timeout (10 s) and API Gateway's 30 s.
@@ -46,19 +45,6 @@ class FlowStatus:
         if self.error is not None:
             body["error"] = self.error
         return body
-
-
-def origin_of(url: str) -> str:
-    """The browser's serialisation of a URL's origin: lower-case scheme and host, the port only
-    when it is not the scheme's default (`https://app.example:443/x` → `https://app.example`)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    default = {"https": 443, "http": 80}.get(scheme)
-    return f"{scheme}://{host}" if port is None or port == default else f"{scheme}://{host}:{port}"
 
 
 class SessionStatus:
