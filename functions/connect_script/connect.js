@@ -57,13 +57,13 @@
   }
 
   function open(source) {
-    var pending = resolveSource(source); // called inside the click: a function runs now
     var popup = null;
     try {
-      popup = root.open("", "_blank", features()); // never "noopener": Safari then returns null
+      popup = root.open("", "_blank", features()); // first, in the click; never "noopener" (Safari)
     } catch (e) {
       popup = null;
     }
+    var pending = resolveSource(source); // a function runs now, still inside the click
     return new Promise(function (resolve, reject) {
       var done = false, target = null, ready = false, url = null;
       var navigatedAt = 0, closedAt = 0, severed = false, nextPoll = 0;
