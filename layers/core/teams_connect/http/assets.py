@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from teams_connect.errors import NotFound
 from teams_connect.rules.security import parse_query
 
 #: A plain URL is rechecked after five minutes: a redeploy reaches pages within that time.
@@ -78,11 +79,12 @@ def _matches(if_none_match: str | None, tags: set[str]) -> bool:
 def script_result(
     asset: StaticScript, *, raw_query: str, headers: dict[str, str] | Any
 ) -> tuple[int, dict[str, str], bytes, bool]:
-    """(status, headers, body, body is gzip) for a GET of the asset; 404 for a foreign version."""
+    """(status, headers, body, body is gzip) for a GET of the asset. Raises `NotFound` for another
+    version than this one and `InvalidRequest` for a malformed query."""
     query = parse_query(raw_query)  # malformed or duplicated parameters: 400
     version = query.get("v")
     if version is not None and version != asset.version:
-        return 404, {"Cache-Control": "no-store"}, b"", False
+        raise NotFound("No such version of this script.")  # never other bytes under an immutable URL
     compressed = _accepts_gzip(headers.get("accept-encoding"))
     etag = f'"{asset.version}-gzip"' if compressed else asset.etag
     answer = {
