@@ -429,7 +429,7 @@ def create_app(
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": "invalid_request"}, status_code=400)
         return_to = f"{public_url}/return/popup?{urlencode({'user_id': user_id})}"
-        session = {"user_id": user_id, "return_to": return_to, "display": "popup"}
+        session: dict[str, str | bool] = {"user_id": user_id, "return_to": return_to, "display": "popup"}
         if reconnect:
             session["reconnect"] = True
         async with httpx.AsyncClient(timeout=15.0) as http:

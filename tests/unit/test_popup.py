@@ -60,7 +60,9 @@ def test_the_script_is_versioned_by_its_hash_and_pinned_by_sri() -> None:
 )
 def test_gzip_only_when_accepted(accept: str, gzipped: bool) -> None:
     asset = assets.StaticScript.load(SCRIPT_PATH)
-    status, headers, body, b64 = assets.script_result(asset, raw_query="", headers={"accept-encoding": accept})
+    status, headers, body, b64 = assets.script_result(
+        asset, raw_query="", headers={"accept-encoding": accept}
+    )
     assert status == 200
     assert b64 is gzipped
     assert ("Content-Encoding" in headers) is gzipped

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from teams_connect.domain.session_status import FlowStatus
 from teams_connect.http.web import Response
 
+
 def status_response(found: FlowStatus, headers: Mapping[str, str]) -> Response:
     """The status route's answer: readable cross-origin by the session's return_to origin only."""
     answer = {
