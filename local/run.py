@@ -38,7 +38,9 @@ def connect_script_tag(gateway_url: str) -> str:
     """The `<script>` tag an embedding page uses, from what the gateway really serves: the versioned
     (immutable) URL and its Subresource Integrity hash (docs/api.md, "Embed it in your app")."""
     try:
-        answer = httpx.get(f"{gateway_url}/connect/v1/connect.js", timeout=10)
+        answer = httpx.get(
+            f"{gateway_url}/connect/v1/connect.js", headers={"accept-encoding": "identity"}, timeout=10
+        )
         answer.raise_for_status()
     except httpx.HTTPError as exc:
         return f"(connect.js not served: {type(exc).__name__})"

@@ -205,7 +205,9 @@ class ConnectScript:
     async def tag(self) -> tuple[str, str]:
         if self._tag is None:
             async with httpx.AsyncClient(timeout=10.0) as http:
-                answer = await http.get(f"{self.api_url}/connect/v1/connect.js")
+                answer = await http.get(
+                    f"{self.api_url}/connect/v1/connect.js", headers={"accept-encoding": "identity"}
+                )
             answer.raise_for_status()
             version = answer.headers["etag"].strip('"')
             digest = base64.b64encode(hashlib.sha384(answer.content).digest()).decode("ascii")
