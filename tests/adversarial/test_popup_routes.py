@@ -387,7 +387,7 @@ def test_reconnect_with_another_mailbox_keeps_the_held_grant_and_revokes_the_oth
     deadline = time.monotonic() + 10
     emails: set[str] = set()
     while time.monotonic() < deadline:
-        emails = {str(g.get("email", "")).lower() for g in emulator.state().get("grants", [])}
+        emails = {str(g.get("email", "")).lower() for g in emulator.state()["state"]["grants"]}
         if other.lower() not in emails:
             break
         time.sleep(0.2)

@@ -192,7 +192,7 @@ class ConnectFlow:
         expected_email = _optional(body, "expected_email", security.EMAIL_RE, 320, "an email address")
         display, reconnect = _embedding_options(body, return_to)
         if reconnect:
-            expected_email, login_hint = self._held_mailbox(user_id, expected_email, login_hint)
+            expected_email = self._held_mailbox(user_id, expected_email)
         session_id = security.new_session_id()
         record = self.sessions.create(
             session_id=session_id,
@@ -210,13 +210,12 @@ class ConnectFlow:
         connect_url = f"{self.settings.public_base_url}/connect/start?session={session_id}"
         return CreatedSession(session_id=session_id, connect_url=connect_url, expires_at=record.expires_at)
 
-    def _held_mailbox(
-        self, user_id: str, expected_email: str | None, login_hint: str | None
-    ) -> tuple[str, str | None]:
+    def _held_mailbox(self, user_id: str, expected_email: str | None) -> str:
         """`"reconnect": true`: the flow must end on the mailbox this user holds, which becomes the
-        session's `expected_email` (and the sign-in page's hint unless one was given). The existing
-        expected_email machinery then refuses another mailbox with `email_mismatch`, leaves the held
-        grant as it is and revokes the other one. No grant: `not_connected`."""
+        session's `expected_email`. The existing expected_email machinery then refuses another mailbox
+        with `email_mismatch`, leaves the held grant as it is and revokes the other one. No grant:
+        `not_connected`. (No automatic `login_hint`: the beta flavour refuses a grant whose mailbox is
+        not the hint as `grant_invalid`, which would hide the `email_mismatch` the contract promises.)"""
         held = self.grants.get(user_id)
         if held is None:
             raise NotConnected("This user has no connected Microsoft account to reconnect.")
@@ -224,10 +223,7 @@ class ConnectFlow:
             raise InvalidRequest(
                 "expected_email is not the mailbox this user holds; leave it out with reconnect."
             )
-        hint = login_hint
-        if hint is None and len(held.email) <= 320 and security.EMAIL_RE.match(held.email):
-            hint = held.email
-        return held.email, hint
+        return held.email
 
     def get_grant(self, user_id: str) -> GrantRecord:
         record = self.grants.get(security.check_user_id(user_id))
