@@ -10,6 +10,12 @@ It also receives teams-connect's lifecycle events (the local EventBridge stand-i
 `EventLog.add`, as a rule on `source: teams-connect` would): `GET /events` lists them as JSON
 `{"events": [{"detail_type", "detail"}, …]}` oldest first, and `/events/live` shows them as they come.
 
+`GET /popup` plays a page that embeds the flow with teams-connect's connect.js (its `<script>` with the
+versioned URL and SRI hash): `#connect-popup` creates a `"display": "popup"` session for `#user_id`
+through `POST /popup/session` and calls `TeamsConnect.open`; `#popup-result` shows `connected` or
+`error:<code>`; `#connect-redirect` is the blocked-popup fallback. `/return/popup` is that session's
+return_to (reached only when the popup lost its opener, or after the fallback).
+
 The user id travels in the return URL's query only because this demo has no login of its own; a real
 app takes it from its own session.
 """

@@ -273,10 +273,13 @@ def test_forged_messages_are_ignored(
     with page.expect_popup() as opened:
         page.click("#connect-popup")
     popup = opened.value
+    deadline = time.monotonic() + 10
+    while not forged_once:  # the window opens blank and is navigated when the session arrives
+        assert time.monotonic() < deadline, "the popup never loaded the connect_url"
+        page.wait_for_timeout(100)
     popup.wait_for_load_state()
-    assert forged_once
     sid = parse_qs(urlsplit(forged_once[0]).query)["session"][0]
-    time.sleep(0.5)
+    page.wait_for_timeout(500)
     expect(page.locator(RESULT)).to_have_text("pending")
 
     # Another window of the API's origin, right session: wrong source.
@@ -298,7 +301,7 @@ def test_forged_messages_are_ignored(
     with page.expect_popup() as second:
         page.click("#forge-open")  # a real gesture: the popup blocker lets this window open
     second.value.wait_for_load_state()
-    time.sleep(0.5)
+    page.wait_for_timeout(500)
     expect(page.locator(RESULT)).to_have_text("pending")
 
     # The real flow, then from the consent page (emulator origin) a forged success for the right session.
@@ -307,7 +310,7 @@ def test_forged_messages_are_ignored(
     message = {"type": "teams-connect:result", "session": sid, "status": "connected"}
     popup.evaluate("(m) => window.opener.postMessage(m, '*')", message)
     page.evaluate("(m) => window.postMessage(m, '*')", message)  # and the page's own origin
-    time.sleep(0.5)
+    page.wait_for_timeout(500)
     expect(page.locator(RESULT)).to_have_text("pending")
     decide(popup, email, "deny")
     expect(page.locator(RESULT)).to_have_text("error:access_denied")
