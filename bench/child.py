@@ -51,10 +51,12 @@ def naive() -> None:
 
 
 def floor(services: list[str], with_httpx: bool, with_boto3: bool) -> None:
-    import botocore.session
+    keep: list[object] = []
+    if services:  # the "static" floor (connect.js's route) loads no AWS SDK at all
+        import botocore.session
 
-    session = botocore.session.get_session()
-    keep: list[object] = [session.create_client(s) for s in services]
+        session = botocore.session.get_session()
+        keep.extend(session.create_client(s) for s in services)
     if with_httpx:
         import httpx
 

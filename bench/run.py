@@ -64,6 +64,8 @@ FUNCTIONS = (
     "nylas_webhooks",
     "grant_events",
     "revoke_sweeper",
+    "session_status",
+    "connect_script",
 )
 LOGICAL_IDS = {
     "create_session": "CreateSessionFunction",
@@ -78,6 +80,8 @@ LOGICAL_IDS = {
     "nylas_webhooks": "NylasWebhooksFunction",
     "grant_events": "GrantEventsFunction",
     "revoke_sweeper": "RevokeSweeperFunction",
+    "session_status": "SessionStatusFunction",
+    "connect_script": "ConnectScriptFunction",
 }
 # Functions without an HTTP route: (template timeout) for their Lambda context.
 EVENT_SOURCED = {"grant_events": 30, "revoke_sweeper": 60}
@@ -90,6 +94,10 @@ FLOORS: dict[str, dict[str, Any]] = {
     "httpx": {"services": ["dynamodb", "secretsmanager"], "httpx": True, "boto3": False},
     "httpx+boto3": {"services": ["dynamodb", "secretsmanager"], "httpx": True, "boto3": True},
     "events": {"services": ["events"], "httpx": False, "boto3": False},
+    # Popup embedding: the status route needs one DynamoDB client; connect.js's route needs nothing
+    # (its floor is an empty interpreter: Powertools Logger + Metrics are all it adds).
+    "dynamodb": {"services": ["dynamodb"], "httpx": False, "boto3": False},
+    "static": {"services": [], "httpx": False, "boto3": False},
 }
 FLOOR_OF = {
     "create_session": "aws",
@@ -104,6 +112,8 @@ FLOOR_OF = {
     "nylas_webhooks": "aws",  # DynamoDB + the webhook secret; never Nylas
     "grant_events": "events",  # the stream record comes in the event: only an EventBridge client
     "revoke_sweeper": "httpx",
+    "session_status": "dynamodb",  # one GetItem; no secret, no Nylas
+    "connect_script": "static",  # the script is in the package: no AWS, no Nylas
 }
 # Round trips in the beta flavour: meetings and webhooks are v3 only (beta answers 400 / has none).
 BETA_FUNCTIONS = (
@@ -114,6 +124,8 @@ BETA_FUNCTIONS = (
     "delete_grant",
     "grant_events",
     "revoke_sweeper",
+    "session_status",
+    "connect_script",
 )
 
 
@@ -507,6 +519,12 @@ class Driver:
             return self.stream_event()
         if function == "revoke_sweeper":
             return self.sweep_event()
+        if function == "session_status":
+            session_id = self.create(self.user())
+            path = f"/connect/v1/sessions/{session_id}/status"
+            return self.event(function, "GET", path, path_parameters={"session_id": session_id})
+        if function == "connect_script":
+            return self.event(function, "GET", "/connect/v1/connect.js", headers={"accept-encoding": "gzip"})
         return self.grant_event(function, self.connected_user())
 
 
@@ -751,6 +769,8 @@ WARM_ITERATIONS = {
     "nylas_webhooks": 60,
     "grant_events": 30,
     "revoke_sweeper": 30,
+    "session_status": 200,
+    "connect_script": 200,
 }
 
 
@@ -905,6 +925,8 @@ SECRETS_USED = {
     "nylas_webhooks": 1,  # the webhook secret
     "grant_events": 0,
     "revoke_sweeper": 1,  # the Nylas API key
+    "session_status": 0,
+    "connect_script": 0,
 }
 # Expected steady-state calls per invocation (issue 12 item 8, issue 11, issue 9): DynamoDB operations
 # exactly, Nylas and EventBridge call counts.
@@ -925,6 +947,8 @@ ROUND_TRIPS: dict[str, tuple[dict[str, int], int, int, str]] = {
         "GRANT# guard + USER# record reads, 1 transaction (dedupe marker + record), 0 Nylas",
     ),
     "grant_events": ({}, 0, 1, "0 DynamoDB (the records come in the event), 1 PutEvents per batch"),
+    "session_status": ({"GetItem": 1}, 0, 0, "1 session read, 0 Nylas"),
+    "connect_script": ({}, 0, 0, "no call at all (the script is in the package)"),
     "revoke_sweeper": (
         {"Query": 1, "GetItem": 1, "DeleteItem": 1},
         1,
@@ -937,6 +961,8 @@ FLOOR_NOTES = {
     "httpx": "botocore DynamoDB + Secrets Manager clients + httpx.Client",
     "httpx+boto3": "the httpx floor + `import boto3, boto3.dynamodb.types` (boto3 imports s3transfer)",
     "events": "one botocore EventBridge client",
+    "dynamodb": "one botocore DynamoDB client",
+    "static": "nothing (an empty interpreter)",
 }
 
 
@@ -1077,7 +1103,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "cache not shared or max_age too short",
             )
     own = [a for a in sizes["artifacts"] if a["kind"] == "function"]
-    only_own = all(a["files"] <= 3 for a in own)
+    # app.py, its .pyc, requirements.txt (+ connect.js for the script's function)
+    only_own = all(a["files"] <= 3 + (a["name"] == "connect_script") for a in own)
     add(
         "function packages hold only our code",
         only_own,

@@ -8,6 +8,8 @@ everything serves, the URLs are written there as JSON, so that a caller using po
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import os
@@ -16,6 +18,8 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+
+import httpx
 
 from local.aws import DEFAULT_LOCAL_API_KEY
 from local.stack import Stack, start_stack
@@ -28,6 +32,24 @@ def _int_env(name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) > 65535:
         raise SystemExit(f"{name} must be a port number (0-65535), not {raw!r}")
     return int(raw)
+
+
+def connect_script_tag(gateway_url: str) -> str:
+    """The `<script>` tag an embedding page uses, from what the gateway really serves: the versioned
+    (immutable) URL and its Subresource Integrity hash (docs/api.md, "Embed it in your app")."""
+    try:
+        answer = httpx.get(
+            f"{gateway_url}/connect/v1/connect.js", headers={"accept-encoding": "identity"}, timeout=10
+        )
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        return f"(connect.js not served: {type(exc).__name__})"
+    version = answer.headers.get("etag", "").strip('"')
+    integrity = "sha384-" + base64.b64encode(hashlib.sha384(answer.content).digest()).decode("ascii")
+    return (
+        f'<script src="{gateway_url}/connect/v1/connect.js?v={version}"\n'
+        f'          integrity="{integrity}" crossorigin="anonymous"></script>'
+    )
 
 
 def banner(stack: Stack) -> str:
@@ -43,6 +65,7 @@ def banner(stack: Stack) -> str:
             f"  Callback URL registered at Nylas:     {stack.callback_url}",
             f"  Lifecycle events (demo, live):        {stack.demo_url}/events/live",
             f"  Lifecycle events (JSON):              {stack.demo_url}/events",
+            f"  Popup embedding (demo, connect.js):   {stack.demo_url}/popup",
             "",
             f"  Local API key: {stack.api_key}",
             "",
@@ -56,6 +79,9 @@ def banner(stack: Stack) -> str:
             f"  curl -s -X POST {stack.emulator_url}/_emulator/grants/<grant_id>/status \\",
             "       -H 'Content-Type: application/json' -d '{\"status\": \"invalid\"}'",
             "  then connect again from the demo page: the grant is valid again (Grant Reconnected).",
+            "",
+            "Embed the popup flow in a page (the script's versioned URL and its SRI hash):",
+            f"  {connect_script_tag(stack.gateway_url)}",
             "",
             "Ctrl-C stops everything.",
             "",

@@ -587,8 +587,14 @@ def policy_throttling(template: dict[str, Any]) -> list[str]:
 #: part against what the use cases really call. A new function declares its needs here.
 LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
     "CreateSessionFunction": frozenset(
-        {("dynamodb:PutItem", "SessionsTable"), ("secretsmanager:GetSecretValue", "ApiKeysSecretArn")}
+        {
+            ("dynamodb:PutItem", "SessionsTable"),
+            ("dynamodb:GetItem", "GrantsTable"),  # "reconnect": the mailbox the user holds
+            ("secretsmanager:GetSecretValue", "ApiKeysSecretArn"),
+        }
     ),
+    # Popup embedding: the status route reads one session; connect.js's route touches no AWS service.
+    "SessionStatusFunction": frozenset({("dynamodb:GetItem", "SessionsTable")}),
     "ConnectStartFunction": frozenset(
         {("dynamodb:UpdateItem", "SessionsTable"), ("secretsmanager:GetSecretValue", "NylasSecretArn")}
     ),

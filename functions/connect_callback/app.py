@@ -18,6 +18,6 @@ def lambda_handler(request: apigw.Request) -> web.Response:
     cookies = [web.binding_cookie(c.name, "", max_age=0, secure=c.secure)] if c else []
     if outcome.error is None:
         observability.count(observability.CONNECT_SUCCEEDED)
-        return web.connected(outcome.return_to, cookies)
+        return web.connected(outcome.return_to, cookies, popup_session=outcome.popup_session)
     observability.count(observability.CONNECT_FAILED, error_code=outcome.error.code)
     return web.browser_error(outcome.error, cookies)

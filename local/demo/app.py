@@ -10,18 +10,26 @@ It also receives teams-connect's lifecycle events (the local EventBridge stand-i
 `EventLog.add`, as a rule on `source: teams-connect` would): `GET /events` lists them as JSON
 `{"events": [{"detail_type", "detail"}, …]}` oldest first, and `/events/live` shows them as they come.
 
+`GET /popup` plays a page that embeds the flow with teams-connect's connect.js (its `<script>` with the
+versioned URL and SRI hash): `#connect-popup` creates a `"display": "popup"` session for `#user_id`
+through `POST /popup/session` and calls `TeamsConnect.open`; `#popup-result` shows `connected` or
+`error:<code>`; `#connect-redirect` is the blocked-popup fallback. `/return/popup` is that session's
+return_to (reached only when the popup lost its opener, or after the fallback).
+
 The user id travels in the return URL's query only because this demo has no login of its own; a real
 app takes it from its own session.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -158,6 +166,76 @@ def _error_code(response: httpx.Response) -> str:
         return str(response.json()["error"]["code"])
     except (ValueError, KeyError, TypeError):
         return f"http_{response.status_code}"
+
+
+# --- popup embedding (contract "Embedding"): /popup loads teams-connect's connect.js -----------------
+# The page's own script (served from this origin). `TeamsConnect.open` gets a FUNCTION that asks this
+# app's backend for a "display": "popup" session: connect.js calls it inside the click, opens the
+# window at once and navigates it when the connect_url arrives. A blocked popup shows the fallback.
+_POPUP_JS = """
+const result = document.getElementById('popup-result');
+const fallback = document.getElementById('connect-redirect');
+let connectUrl = null;
+function createSession() {
+  const body = {user_id: document.getElementById('user_id').value,
+                reconnect: document.getElementById('reconnect').checked};
+  return fetch('/popup/session', {method: 'POST', headers: {'content-type': 'application/json'},
+                                  body: JSON.stringify(body)})
+    .then((answer) => answer.json().then((data) => {
+      if (!answer.ok) throw new Error(data.error || 'http_' + answer.status);
+      connectUrl = data.connect_url;
+      return connectUrl;
+    }));
+}
+document.getElementById('connect-popup').addEventListener('click', () => {
+  result.textContent = 'pending';
+  fallback.hidden = true;
+  connectUrl = null;
+  TeamsConnect.open(createSession).then((outcome) => {
+    result.textContent = outcome.status === 'connected' ? 'connected' : 'error:' + outcome.error;
+    if (outcome.error === 'popup_blocked') fallback.hidden = false;
+  }, (error) => { result.textContent = 'failed:' + error.message; });
+});
+fallback.addEventListener('click', () => TeamsConnect.redirect(connectUrl || createSession));
+"""
+
+
+class ConnectScript:
+    """teams-connect's connect.js as this page embeds it: the versioned (immutable) URL and its
+    Subresource Integrity hash, learnt from the API once (the API's ETag is the version)."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url
+        self._tag: tuple[str, str] | None = None
+
+    async def tag(self) -> tuple[str, str]:
+        if self._tag is None:
+            async with httpx.AsyncClient(timeout=10.0) as http:
+                answer = await http.get(
+                    f"{self.api_url}/connect/v1/connect.js", headers={"accept-encoding": "identity"}
+                )
+            answer.raise_for_status()
+            version = answer.headers["etag"].strip('"')
+            digest = base64.b64encode(hashlib.sha384(answer.content).digest()).decode("ascii")
+            self._tag = (f"{self.api_url}/connect/v1/connect.js?v={version}", f"sha384-{digest}")
+        return self._tag
+
+    async def element(self) -> str:
+        src, integrity = await self.tag()
+        return (
+            f'<script src="{escape(src)}" integrity="{escape(integrity)}" crossorigin="anonymous"></script>'
+        )
+
+
+def _popup_csp(api_origin: str, *, own_script: bool) -> str:
+    """The CSP an embedding page needs (docs/api.md, "Embed it in your app"): connect.js from the API's
+    origin, and fetch to it (connect.js reads the session's status route)."""
+    scripts = f"'self' {api_origin}" if own_script else api_origin
+    connects = f"'self' {api_origin}" if own_script else api_origin
+    return (
+        f"default-src 'none'; script-src {scripts}; connect-src {connects}; style-src 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
 
 
 def create_app(
@@ -316,6 +394,82 @@ def create_app(
             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         )
 
+    script = ConnectScript(api_url)
+    api_origin = "{0.scheme}://{0.netloc}".format(urlsplit(api_url))
+
+    async def popup(request: Request) -> Response:
+        """`?coop=same-origin` serves the page with Cross-Origin-Opener-Policy (the browser tests use
+        it: the popup then loses its opener and the result comes through the server)."""
+        user_id = request.query_params.get("user_id", DEFAULT_USER_ID)
+        try:
+            tag = await script.element()
+        except (httpx.HTTPError, KeyError) as exc:
+            reason = escape(type(exc).__name__)
+            body = f'<p id="result" class="error">teams-connect is unreachable: {reason}</p>'
+            return _page("Connect in a popup", body, 502)
+        body = (
+            '<label for="user_id">User id in your app</label>'
+            f'<input type="text" id="user_id" value="{escape(user_id)}" maxlength="256"> '
+            '<label><input type="checkbox" id="reconnect"> Reconnect (the same mailbox only)</label>'
+            '<p><button type="button" id="connect-popup">Connect Microsoft Teams</button> '
+            '<button type="button" id="connect-redirect" hidden>Continue in this window</button></p>'
+            '<p>Result: <output id="popup-result"></output></p>'
+            f'{tag}<script src="/popup.js"></script>'
+        )
+        page = _page("Connect in a popup", body)
+        page.headers["Content-Security-Policy"] = _popup_csp(api_origin, own_script=True)
+        if request.query_params.get("coop") == "same-origin":
+            page.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        return page
+
+    async def popup_script(request: Request) -> Response:
+        return Response(
+            _POPUP_JS,
+            media_type="text/javascript",
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
+
+    async def popup_session(request: Request) -> Response:
+        try:
+            data = await request.json()
+            user_id = str(data["user_id"]).strip()
+            reconnect = data.get("reconnect") is True
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        return_to = f"{public_url}/return/popup?{urlencode({'user_id': user_id})}"
+        session: dict[str, str | bool] = {"user_id": user_id, "return_to": return_to, "display": "popup"}
+        if reconnect:
+            session["reconnect"] = True
+        async with httpx.AsyncClient(timeout=15.0) as http:
+            try:
+                created = await http.post(f"{api_url}/v1/sessions", json=session, headers=auth)
+            except httpx.HTTPError as exc:
+                return JSONResponse({"error": type(exc).__name__}, status_code=502)
+        if created.status_code != 201:
+            return JSONResponse({"error": _error_code(created)}, status_code=created.status_code)
+        connect_url = created.json()["connect_url"]
+        return JSONResponse({"connect_url": connect_url}, headers={"Cache-Control": "no-store"})
+
+    async def popup_returned(request: Request) -> Response:
+        """The popup session's return_to. Reached only when the popup lost its opener (COOP) or the
+        flow ran in this window (the blocked-popup fallback): connect.js hands over and closes."""
+        params = request.query_params
+        status = params.get("status", "")
+        shown = "connected" if status == "connected" else f"error:{params.get('error', '') or 'unknown'}"
+        try:
+            tag = await script.element()
+        except (httpx.HTTPError, KeyError):
+            tag = ""
+        body = (
+            f'<p>Result: <output id="landing-result">{escape(shown)}</output></p>'
+            "<p><small>You can close this window.</small></p>"
+            f'{tag}<p><a href="/popup?{escape(urlencode({"user_id": params.get("user_id", "")}))}">'
+            "Back to the popup demo</a></p>"
+        )
+        page = _page("Connect in a popup", body)
+        page.headers["Content-Security-Policy"] = _popup_csp(api_origin, own_script=False)
+        return page
+
     return Starlette(
         routes=[
             Route("/events", list_events, methods=["GET"]),
@@ -326,5 +480,9 @@ def create_app(
             Route("/return", returned, methods=["GET"]),
             Route("/meetings", schedule, methods=["POST"]),
             Route("/disconnect", disconnect, methods=["POST"]),
+            Route("/popup", popup, methods=["GET"]),
+            Route("/popup.js", popup_script, methods=["GET"]),
+            Route("/popup/session", popup_session, methods=["POST"]),
+            Route("/return/popup", popup_returned, methods=["GET"]),
         ]
     )

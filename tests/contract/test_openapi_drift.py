@@ -19,6 +19,7 @@ from local.template import ROOT, http_routes, load_template
 from openapi_spec_validator import validate
 
 from teams_connect import errors
+from teams_connect.domain import flow
 from teams_connect.rules import security
 
 OPENAPI_PATH = ROOT / "docs" / "openapi.yaml"
@@ -271,7 +272,16 @@ def test_request_limits_match_the_validators(spec: dict[str, Any]) -> None:
 
     body = schemas["CreateSessionRequest"]
     assert body["properties"]["return_to"]["maxLength"] == security.MAX_RETURN_TO_LENGTH
-    assert set(body["properties"]) == {"user_id", "return_to", "login_hint", "account_id", "expected_email"}
+    assert set(body["properties"]) == {
+        "user_id",
+        "return_to",
+        "login_hint",
+        "account_id",
+        "expected_email",
+        "display",
+        "reconnect",
+    }
+    assert tuple(body["properties"]["display"]["enum"]) == flow.DISPLAYS
 
     session_id = security.new_session_id()
     assert re.fullmatch(schemas["SessionId"]["pattern"], session_id)

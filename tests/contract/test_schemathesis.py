@@ -65,6 +65,8 @@ OPERATIONS = [
     ("/v1/users/{user_id}/meetings/{meeting_id}", "DELETE"),
     ("/connect/start", "GET"),
     ("/connect/callback", "GET"),
+    ("/connect/v1/connect.js", "GET"),
+    ("/connect/v1/sessions/{session_id}/status", "GET"),
     ("/nylas/webhooks", "GET"),
     ("/nylas/webhooks", "POST"),
 ]

@@ -46,6 +46,7 @@ HTTP_FUNCTIONS = (
     "update_meeting",
     "delete_meeting",
     "nylas_webhooks",
+    "session_status",
 )
 # create_meeting legitimately loads Powertools Idempotency (issue 12: idempotent creation on DynamoDB).
 # Its package imports its DynamoDB persistence layer, which imports boto3 at module level, and boto3
@@ -109,6 +110,8 @@ def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> s
         ("get_grant", "v3", set()),
         ("nylas_webhooks", "v3", set()),  # DynamoDB + Secrets Manager only: never the Nylas client
         ("grant_events", "v3", set()),
+        ("session_status", "v3", set()),  # one DynamoDB read: no secrets, no Nylas
+        ("connect_script", "v3", set()),
     ],
 )
 def test_a_handler_imports_only_what_it_uses(function: str, flavour: str, expected: set[str]) -> None:
@@ -167,6 +170,19 @@ def test_the_create_meeting_allowance_is_no_wider_than_needed(tmp_path: Path) ->
     forbidden = sorted(m for m in modules if m.startswith(FORBIDDEN_PREFIXES))
     outside = [m for m in forbidden if not m.startswith(ALLOWED_FOR["create_meeting"])]
     assert any(m.startswith("aws_lambda_powertools.utilities.parameters") for m in outside)
+
+
+def test_the_script_route_creates_no_aws_client_and_reads_no_secret() -> None:
+    # connect.js is in the function's package: no botocore, no Secrets Manager, no DynamoDB.
+    _, modules = modules_at_init("connect_script", "v3")
+    assert "botocore.client" not in modules
+    assert not [m for m in modules if m.startswith(("boto3", "teams_connect.adapters"))]
+
+
+def test_the_status_route_reads_no_secret() -> None:
+    _, modules = modules_at_init("session_status", "v3")
+    assert "teams_connect.adapters.secrets" not in modules
+    assert "teams_connect.domain.flow" not in modules
 
 
 @pytest.mark.parametrize("function", ["connect_start", "connect_callback"])

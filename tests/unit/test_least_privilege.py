@@ -13,10 +13,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 import respx
 from tools.static_gates import LEAST_PRIVILEGE
 
 from teams_connect.domain.revocations import Revoker
+from teams_connect.domain.session_status import SessionStatus
+from teams_connect.errors import NotConnected
 
 from . import test_flow_beta as beta_support
 from .conftest import BETA_BASE, GRANTS, SESSIONS, V3_BASE, Aws, make_harness
@@ -99,7 +102,13 @@ def test_every_function_is_granted_exactly_the_item_actions_its_code_performs(aw
 
     with recorder.recording() as used:
         created = flow.create_session({"user_id": "user-1"})
+        with pytest.raises(NotConnected):  # "reconnect" reads the held grant
+            flow.create_session({"user_id": "user-1", "reconnect": True})
     assert used == declared("CreateSessionFunction")
+
+    with recorder.recording() as used:
+        SessionStatus(flow.sessions, clock=h.clock).read(created.session_id)
+    assert used == declared("SessionStatusFunction")
 
     with recorder.recording() as used:
         flow.start(created.session_id)

@@ -22,6 +22,9 @@ class ConnectError(Exception):
         self.return_to = return_to
         # True when the flow was left retryable (the session released, not failed).
         self.retryable = False
+        # Set with `return_to` for a session created with "display": "popup": its id. The browser's
+        # answer is then the popup result page (`web.popup_result`), not a redirect.
+        self.popup_session: str | None = None
 
 
 # --- browser flow (codes of contract.md "When the flow ends") -------------------------------

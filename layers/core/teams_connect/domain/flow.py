@@ -41,6 +41,7 @@ from teams_connect.errors import (
     EmailMismatch,
     GrantInvalid,
     InvalidRequest,
+    NotConnected,
     NotFound,
     ServerError,
     SessionInvalid,
@@ -58,6 +59,9 @@ from teams_connect.adapters.store.grants import GrantRecord, GrantStore, Superse
 from teams_connect.adapters.store.sessions import AlreadyCompleted, SessionRecord, SessionStore, StartData
 
 _SESSION_FIELDS = frozenset({"user_id", "return_to", "login_hint", "account_id", "expected_email"})
+#: Popup embedding's session options (contract "Sessions: more options").
+_EMBEDDING_FIELDS = frozenset({"display", "reconnect"})
+DISPLAYS = ("redirect", "popup")
 _CALLBACK_ERRORS: dict[str, type[ConnectError]] = {
     AccessDenied.code: AccessDenied,
     AccountNotSupported.code: AccountNotSupported,
@@ -105,6 +109,8 @@ class CallbackOutcome:
     return_to: str | None
     error: ConnectError | None = None
     clear_cookie: BindingCookie | None = None
+    #: The session's id when it is a popup session: the browser gets the popup result page.
+    popup_session: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -162,7 +168,7 @@ class ConnectFlow:
     def create_session(self, body: object) -> CreatedSession:
         if not isinstance(body, dict):
             raise InvalidRequest("The body must be a JSON object.")
-        unknown = set(body) - _SESSION_FIELDS
+        unknown = set(body) - _SESSION_FIELDS - _EMBEDDING_FIELDS
         if unknown:
             raise InvalidRequest("Unknown fields: " + ", ".join(sorted(str(k)[:40] for k in unknown)[:5]))
         user_id = security.check_user_id(body.get("user_id"))
@@ -172,6 +178,9 @@ class ConnectFlow:
         login_hint = _optional(body, "login_hint", security.EMAIL_RE, 320, "an email address")
         account_id = _optional(body, "account_id", security.ACCOUNT_ID_RE, 256, "an account id")
         expected_email = _optional(body, "expected_email", security.EMAIL_RE, 320, "an email address")
+        display, reconnect = _embedding_options(body, return_to)
+        if reconnect:
+            expected_email = self._held_mailbox(user_id, expected_email)
         session_id = security.new_session_id()
         record = self.sessions.create(
             session_id=session_id,
@@ -182,10 +191,27 @@ class ConnectFlow:
             login_hint=login_hint,
             account_id=account_id,
             expected_email=expected_email,
+            display=display,
+            reconnect=reconnect,
         )
         logger.info("session created", extra={"session": security.hash_prefix(session_id)})
         connect_url = f"{self.settings.public_base_url}/connect/start?session={session_id}"
         return CreatedSession(session_id=session_id, connect_url=connect_url, expires_at=record.expires_at)
+
+    def _held_mailbox(self, user_id: str, expected_email: str | None) -> str:
+        """`"reconnect": true`: the flow must end on the mailbox this user holds, which becomes the
+        session's `expected_email`. The existing expected_email machinery then refuses another mailbox
+        with `email_mismatch`, leaves the held grant as it is and revokes the other one. No grant:
+        `not_connected`. (No automatic `login_hint`: the beta flavour refuses a grant whose mailbox is
+        not the hint as `grant_invalid`, which would hide the `email_mismatch` the contract promises.)"""
+        held = self.grants.get(user_id)
+        if held is None:
+            raise NotConnected("This user has no connected Microsoft account to reconnect.")
+        if expected_email is not None and expected_email.casefold() != held.email.casefold():
+            raise InvalidRequest(
+                "expected_email is not the mailbox this user holds; leave it out with reconnect."
+            )
+        return held.email
 
     def get_grant(self, user_id: str) -> GrantRecord:
         record = self.grants.get(security.check_user_id(user_id))
@@ -242,7 +268,7 @@ class ConnectFlow:
             location = nylas.begin(request, deadline=deadline)
         except ConnectError as exc:
             self.sessions.unstart(session_id, state_hash=state_hash)
-            exc.return_to = record.return_to
+            record.ends(exc)
             raise
         flow_end = record.flow_expires_at or record.expires_at
         remaining = max(1, min(flow_end - self.now(), self.settings.flow_ttl_seconds))
@@ -273,12 +299,18 @@ class ConnectFlow:
                 # Never show the browser a code outside the contract (e.g. a store `conflict`).
                 mapped = UpstreamUnavailable(return_to=exc.return_to)
                 mapped.retryable = exc.retryable
+                mapped.popup_session = exc.popup_session
                 exc = mapped
             logger.info("flow ended with an error", extra={"error_code": exc.code})
             # A retryable end leaves the session started: the browser keeps its binding cookie so
             # that the same callback (or a fresh one) can still complete.
             keep = exc.retryable
-            return CallbackOutcome(return_to=exc.return_to, error=exc, clear_cookie=None if keep else clear)
+            return CallbackOutcome(
+                return_to=exc.return_to,
+                error=exc,
+                clear_cookie=None if keep else clear,
+                popup_session=exc.popup_session,
+            )
 
     def _complete(
         self,
@@ -303,7 +335,9 @@ class ConnectFlow:
             )
         except AlreadyCompleted as done:
             logger.info("callback replayed by the completing browser: idempotent success")
-            return CallbackOutcome(return_to=done.session.return_to, clear_cookie=clear)
+            return CallbackOutcome(
+                return_to=done.session.return_to, clear_cookie=clear, popup_session=done.session.popup_id
+            )
         except (UpstreamUnavailable, ServerError) as exc:
             exc.retryable = True  # nothing was consumed: the same callback can be retried
             raise
@@ -314,7 +348,7 @@ class ConnectFlow:
                 self.sessions.release(session_id, now=self.now())
             else:
                 self.sessions.fail(session_id, error_code=error.code, now=self.now())
-            error.return_to = return_to
+            session.ends(error)
             error.retryable = retryable
             return error
 
@@ -340,7 +374,7 @@ class ConnectFlow:
                     session_id, binding_hash=binding_hash, grant=grant, revoke_due=revoke_due, now=self.now()
                 )
             except SessionUsed as exc:
-                exc.return_to = return_to
+                session.ends(exc)
                 raise
             except ConnectError as exc:
                 # Not kept: at least make sure the grant is revoked if the flow never completes.
@@ -383,7 +417,7 @@ class ConnectFlow:
             revoker.discard(grant.grant_id, deadline=deadline)  # held by the other user: never revoked
             raise error from None
         except SessionUsed as exc:
-            exc.return_to = return_to
+            session.ends(exc)
             raise
         except Conflict:
             raise end(UpstreamUnavailable(), retryable=True) from None
@@ -393,7 +427,7 @@ class ConnectFlow:
             logger.info("the user switched mailboxes: the replaced grant is revoked")
             revoker.revoke(replaced, deadline=deadline)  # best effort; the sweeper retries
         logger.info("flow completed")
-        return CallbackOutcome(return_to=return_to, clear_cookie=clear)
+        return CallbackOutcome(return_to=return_to, clear_cookie=clear, popup_session=session.popup_id)
 
     def _verify(
         self,
@@ -450,6 +484,20 @@ class ConnectFlow:
             ):
                 return None
         return GrantInvalid()
+
+
+def _embedding_options(body: Mapping[str, Any], return_to: str | None) -> tuple[str, bool]:
+    """`display` ("redirect" | "popup"; popup needs a return_to: its origin receives the result) and
+    `reconnect` (a JSON boolean). Checked before any I/O."""
+    display = body.get("display", "redirect")
+    if not isinstance(display, str) or display not in DISPLAYS:
+        raise InvalidRequest('display must be "redirect" or "popup".')
+    if display == "popup" and return_to is None:
+        raise InvalidRequest('display "popup" needs a return_to (its origin receives the result).')
+    reconnect = body.get("reconnect", False)
+    if not isinstance(reconnect, bool):
+        raise InvalidRequest("reconnect must be true or false.")
+    return display, reconnect
 
 
 def _optional(body: Mapping[str, Any], name: str, pattern: Any, max_len: int, what: str) -> str | None:

@@ -8,6 +8,7 @@ import binascii
 import html
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from teams_connect.errors import (
 )
 from teams_connect.observability import logger
 from teams_connect.rules import strict_json
-from teams_connect.rules.security import with_status
+from teams_connect.rules.security import origin_of, with_status
 
 MAX_BODY_BYTES = 16 * 1024
 CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -75,6 +76,14 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     cookies: list[Cookie] = field(default_factory=list)
     content_type: str | None = None
+    #: `body` is base64 of bytes (a gzip-encoded static asset): API Gateway decodes it.
+    base64_encoded: bool = False
+
+    @classmethod
+    def raw(cls, status: int, headers: Mapping[str, str], body: bytes, *, base64_encoded: bool) -> Response:
+        """An answer with exact headers and a bytes body (UTF-8 text, or base64 when encoded)."""
+        text = base64.b64encode(body).decode("ascii") if base64_encoded else body.decode("utf-8")
+        return cls(status_code=status, body=text, headers=dict(headers), base64_encoded=base64_encoded)
 
     def to_result(self) -> dict[str, Any]:
         headers = dict(self.headers)
@@ -83,7 +92,7 @@ class Response:
         return {
             "statusCode": self.status_code,
             "body": self.body,
-            "isBase64Encoded": False,
+            "isBase64Encoded": self.base64_encoded,
             "headers": headers,
             "cookies": [str(cookie) for cookie in self.cookies],
         }
@@ -187,16 +196,93 @@ def browser_error(error: BaseException, cookies: Sequence[Cookie] = ()) -> Respo
     if not isinstance(error, ConnectError):
         logger.exception("unhandled error")
         error = ServerError()
+    if error.return_to and error.popup_session:
+        return popup_result(
+            session_id=error.popup_session,
+            return_to=error.return_to,
+            code=error.code,
+            message=error.message,
+            status=error.status,
+            cookies=cookies,
+        )
     if error.return_to:
         return redirect(with_status(error.return_to, {"status": "error", "error": error.code}), cookies)
     return html_page(error.status, error.code, error.message, cookies)
 
 
-def connected(return_to: str | None, cookies: Sequence[Cookie] = ()) -> Response:
+def connected(
+    return_to: str | None, cookies: Sequence[Cookie] = (), *, popup_session: str | None = None
+) -> Response:
+    if return_to and popup_session:
+        message = "Your Microsoft account is connected. You can close this window."
+        return popup_result(
+            session_id=popup_session, return_to=return_to, code=None, message=message, cookies=cookies
+        )
     if return_to:
         return redirect(with_status(return_to, {"status": "connected"}), cookies)
     return html_page(
         200, "connected", "Your Microsoft account is connected. You can close this window.", cookies
+    )
+
+
+# --- popup embedding ----------------------------------------------------------------------------------
+POPUP_MESSAGE_TYPE = "teams-connect:result"
+#: To the opener with the exact origin of return_to as target, then close; without an opener (COOP cut
+#: it, or the flow ran in the page's own window) on to return_to. The data comes from the element's
+#: escaped attributes, so the script never changes: only its nonce does.
+_POPUP_SCRIPT = (
+    "(function(){var d=document.getElementById('tc-result').dataset;"
+    "if(window.opener){try{window.opener.postMessage(JSON.parse(d.message),d.origin)}catch(e){}"
+    "window.close();return}window.location.replace(d.next)})();"
+)
+
+
+def popup_result(
+    *,
+    session_id: str,
+    return_to: str,
+    code: str | None,
+    message: str,
+    status: int = 200,
+    cookies: Sequence[Cookie] = (),
+) -> Response:
+    """The page a popup flow ends on (`code` None: connected, else the contract's error code). It
+    hands `{type, session, status, error?}` to `window.opener` with the return_to's exact origin as
+    target (never `*`) and closes; with no opener it continues to return_to as a redirect flow does,
+    plus `display=popup` (connect.js on that page then hands over and closes). One script, allowed
+    by a per-response nonce; everything shown is escaped; never a grant id, an email or a token."""
+    outcome: dict[str, str] = {"type": POPUP_MESSAGE_TYPE, "session": session_id}
+    if code is None:
+        outcome["status"] = "connected"
+        query = {"status": "connected", "display": "popup"}
+    else:
+        outcome.update(status="error", error=code)
+        query = {"status": "error", "error": code, "display": "popup"}
+    nonce = secrets.token_urlsafe(18)
+    title = html.escape(_TITLES.get(code or "connected", "Something went wrong"))
+    attributes = {
+        "data-message": json.dumps(outcome, separators=(",", ":")),
+        "data-origin": origin_of(return_to),
+        "data-next": with_status(return_to, query),
+    }
+    data = " ".join(f'{name}="{html.escape(value, quote=True)}"' for name, value in attributes.items())
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f'<title>{title}</title></head><body><main id="tc-result" {data}><h1>{title}</h1>'
+        f"<p>{html.escape(message)}</p><p><small>{html.escape(code or 'connected')}</small></p></main>"
+        f'<script nonce="{nonce}">{_POPUP_SCRIPT}</script></body></html>'
+    )
+    csp = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'none'"
+    )
+    return Response(
+        status_code=status,
+        content_type="text/html; charset=utf-8",
+        body=body,
+        headers={**HTML_HEADERS, "Content-Security-Policy": csp, **_transport_headers()},
+        cookies=list(cookies),
     )
 
 

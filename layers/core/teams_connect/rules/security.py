@@ -161,6 +161,20 @@ def validate_return_to(url: object, allowed: Sequence[AllowedReturnUrl]) -> str:
     raise _reject()
 
 
+def origin_of(url: str) -> str:
+    """The browser's serialisation of a (validated) URL's origin: lower-case scheme and host, the port
+    only when it is not the scheme's default (`https://App.example:443/x` → `https://app.example`).
+    The popup result page's postMessage target and the status route's CORS origin."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = {"https": 443, "http": 80}.get(scheme)
+    return f"{scheme}://{host}" if port is None or port == default else f"{scheme}://{host}:{port}"
+
+
 def with_status(return_to: str, status_query: Mapping[str, str]) -> str:
     """Append `status=…` (and `error=…`) to a stored return_to, keeping its query and fragment."""
     parts = urlsplit(return_to)

@@ -16,6 +16,7 @@ from teams_connect.adapters.nylas.port import VerifiedGrant
 from teams_connect.adapters.store.base import aws_error, aws_error_code, dynamodb_client
 from teams_connect.errors import (
     BrowserMismatch,
+    ConnectError,
     ServerError,
     SessionExpired,
     SessionInvalid,
@@ -58,6 +59,24 @@ class SessionRecord:
     #: The grant verified with Nylas for this flow, kept before the grant transaction so that a retry
     #: after a transient failure does not redeem the one-time code again.
     verified: VerifiedGrant | None = None
+    #: Popup embedding (contract "Sessions: more options"): how the flow ends for the browser, and
+    #: whether it is pinned to the mailbox the user holds (then `expected_email` is that mailbox).
+    display: str = "redirect"
+    reconnect: bool = False
+    #: The contract code a failed flow ended with (written by `fail`).
+    error_code: str | None = None
+
+    @property
+    def popup_id(self) -> str | None:
+        """This session's id when its flow runs in a popup (the result page needs it), else None."""
+        return self.session_id if self.display == "popup" else None
+
+    def ends(self, error: ConnectError) -> ConnectError:
+        """`error` as the end of this session's flow: where the browser goes (`return_to`), and for a
+        popup session which result page it gets."""
+        error.return_to = self.return_to
+        error.popup_session = self.popup_id
+        return error
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> SessionRecord:
@@ -89,6 +108,9 @@ class SessionRecord:
             flow_expires_at=n("flow_expires_at"),
             expected_email=s("expected_email"),
             verified=_verified_from_item(item),
+            display=s("display") or "redirect",
+            reconnect=bool(item.get("reconnect", {}).get("BOOL", False)),
+            error_code=s("error_code"),
         )
 
 
@@ -141,6 +163,8 @@ class SessionStore:
         login_hint: str | None,
         account_id: str | None,
         expected_email: str | None = None,
+        display: str = "redirect",
+        reconnect: bool = False,
     ) -> SessionRecord:
         expires_at = now + ttl_seconds
         item: dict[str, Any] = {
@@ -160,6 +184,10 @@ class SessionStore:
         for name, value in optional:
             if value is not None:
                 item[name] = {"S": value}
+        if display != "redirect":
+            item["display"] = {"S": display}
+        if reconnect:
+            item["reconnect"] = {"BOOL": True}
         try:
             self.client.put_item(
                 TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(session_id)"
@@ -213,8 +241,8 @@ class SessionStore:
                 raise SessionInvalid() from None
             rec = SessionRecord.from_item(old)
             if rec.status != PENDING:
-                raise SessionUsed(return_to=rec.return_to) from None
-            raise SessionExpired(return_to=rec.return_to) from None
+                raise rec.ends(SessionUsed()) from None
+            raise rec.ends(SessionExpired()) from None
         except BotoCoreError as exc:
             raise aws_error(exc) from None
         return SessionRecord.from_item(resp["Attributes"])
@@ -264,14 +292,14 @@ class SessionStore:
         if not _same(rec.state_hash, state_hash):
             return SessionInvalid()
         if not _same(rec.binding_hash, binding_hash):
-            return BrowserMismatch(return_to=rec.return_to)
+            return rec.ends(BrowserMismatch())
         if rec.status == COMPLETED:
             return AlreadyCompleted(rec)
         if rec.status != STARTED:
-            return SessionUsed(return_to=rec.return_to)
+            return rec.ends(SessionUsed())
         if (rec.flow_expires_at or 0) <= now:
-            return SessionExpired(return_to=rec.return_to)
-        return ServerError(return_to=rec.return_to)
+            return rec.ends(SessionExpired())
+        return rec.ends(ServerError())
 
     def _transition(self, session_id: str, *, to: str, now: int, error_code: str | None = None) -> None:
         names = {"#st": "status"}
