@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from local.aws_faults import FaultBook, FaultyMotoServer
 from local.template import TableDefinition, Template, load_template, table_definitions
 
 REGION = "us-east-1"
@@ -92,6 +93,7 @@ class LocalAws:
     table_names: dict[str, str] = field(default_factory=dict)  # logical id -> table name
     secret_arns: dict[str, str] = field(default_factory=dict)  # template parameter -> ARN
     api_key: str = DEFAULT_LOCAL_API_KEY
+    faults: FaultBook = field(default_factory=FaultBook)  # injected DynamoDB/Secrets Manager faults
 
     def client(self, service: str) -> Any:
         return client(service, self.url)
@@ -143,17 +145,22 @@ def make_dynamodb_atomic() -> None:
 
 
 def start_moto(
-    host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0
+    host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0, faults: FaultBook | None = None
 ) -> tuple[ThreadedMotoServer, str]:
     """Start moto's server in a thread; refuses a taken port (ThreadedMotoServer can hang on one).
-    Its DynamoDB item operations are made atomic (`make_dynamodb_atomic`), as in the service."""
+    Its DynamoDB item operations are made atomic (`make_dynamodb_atomic`), as in the service. With
+    `faults`, the calls pass through its book first (local/aws_faults.py)."""
     if port == 0:
         port = free_port(host)
     elif not port_is_free(host, port):
         raise RuntimeError(f"port {port} on {host} is already in use; moto cannot start there")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
     make_dynamodb_atomic()
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = (
+        ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        if faults is None
+        else FaultyMotoServer(faults, ip_address=host, port=port)
+    )
     server.start()
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout
@@ -212,12 +219,15 @@ def start_local_aws(
     template: Template | None = None,
     api_key: str = DEFAULT_LOCAL_API_KEY,
 ) -> LocalAws:
-    """moto + the template's tables + the seeded secrets."""
-    server, url = start_moto(host, port)
+    """moto (with a fault book, empty until armed) + the template's tables + the seeded secrets."""
+    faults = FaultBook()
+    server, url = start_moto(host, port, faults=faults)
     try:
         tables = create_tables(url, table_definitions(template or load_template()))
         secrets = create_secrets(url, api_key=api_key)
     except BaseException:
         server.stop()
         raise
-    return LocalAws(url=url, server=server, table_names=tables, secret_arns=secrets, api_key=api_key)
+    return LocalAws(
+        url=url, server=server, table_names=tables, secret_arns=secrets, api_key=api_key, faults=faults
+    )

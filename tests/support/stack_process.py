@@ -31,6 +31,7 @@ class StackUrls:
     demo: str
     moto: str
     eventbridge: str = ""
+    control: str = ""  # the stack's own control API (local/control.py): sweep, clock, AWS faults
     api_key: str = LOCAL_API_KEY
     log: Path | None = None  # the stack process's stdout and stderr
 
@@ -149,6 +150,7 @@ def running_stack(
                     demo=urls["demo"],
                     moto=urls["moto"],
                     eventbridge=urls.get("eventbridge", ""),
+                    control=urls.get("control", ""),
                     log=log_path,
                 )
                 return
