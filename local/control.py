@@ -6,6 +6,8 @@
 - `POST /_local/sweep`: run the revoke sweeper now → `{"function", "result": {"revoked", "kept", "failed"}}`
 - `GET  /_local/clock`, `POST /_local/clock {"advance_seconds": n}`: time passes for the functions, moto
   and the Nylas emulator at once (local/clock.py; only under `python -m local.run`)
+- `GET  /_local/streams`: each table stream poller's batches and idle polls (polls that found nothing):
+  once `idle_polls` has grown twice after a caller's last write, every event of it was published
 - `GET|POST|DELETE /_local/faults`: AWS faults for the next N calls (local/aws_faults.py):
   `{"service": "dynamodb"|"secretsmanager"|"events", "operation": "PutItem"|…|"*",
   "kind": "throttling"|"internal"|"timeout", "count": n, "delay_ms"?: n}`
@@ -27,6 +29,7 @@ from starlette.routing import Route
 from local import clock
 from local.aws_faults import FaultBook
 from local.scheduler import REVOKE_SWEEPER, FunctionError, Scheduler
+from local.streams import POLLERS
 
 
 def _error(status: int, message: str, code: str = "invalid_request") -> JSONResponse:
@@ -74,6 +77,9 @@ def create_control_app(scheduler: Scheduler, faults: FaultBook) -> Starlette:
     async def sweep(request: Request) -> Response:
         return await run(REVOKE_SWEEPER)
 
+    async def list_streams(request: Request) -> Response:
+        return JSONResponse({"streams": {table: p.describe() for table, p in list(POLLERS.items())}})
+
     async def get_clock(request: Request) -> Response:
         return JSONResponse(
             {"installed": clock.installed(), "offset_seconds": clock.offset(), "now": clock.now()}
@@ -118,6 +124,7 @@ def create_control_app(scheduler: Scheduler, faults: FaultBook) -> Starlette:
             Route("/_local/schedules", list_schedules, methods=["GET"]),
             Route("/_local/schedules/{function}/invoke", invoke, methods=["POST"]),
             Route("/_local/sweep", sweep, methods=["POST"]),
+            Route("/_local/streams", list_streams, methods=["GET"]),
             Route("/_local/clock", get_clock, methods=["GET"]),
             Route("/_local/clock", advance_clock, methods=["POST"]),
             Route("/_local/faults", add_fault, methods=["POST"]),
