@@ -115,6 +115,13 @@ _DYNAMODB_OPERATIONS = (
     "query",
     "scan",
 )
+# The table streams are read under the same lock: moto applies a transaction item by item, each
+# write appending its stream record, and undoes a failed one by restoring a copy of the table taken
+# before it (stream included). A stream reader in between saw the records of writes that never
+# happened, and after the restore the stream's next records reused their sequence numbers, so the
+# reader (already past them) skipped real ones: the fault campaign saw a `Grant Reconnected` published
+# for a mailbox switch that a cancelled transaction had rolled back (tests/local/test_moto_atomic.py).
+_STREAM_OPERATIONS = ("describe_stream", "get_shard_iterator", "get_records")
 
 
 def make_dynamodb_atomic() -> None:
@@ -127,21 +134,27 @@ def make_dynamodb_atomic() -> None:
     half way through an update. The product relies on the real service's atomicity, so the local
     stack must provide it too: one process-wide lock around the backend's item operations. This
     changes moto only, never the product code; moto's in-memory operations are fast, so the lock
-    costs little even under the concurrency tests.
+    costs little even under the concurrency tests. The streams' reads take it too (a stream shows a
+    transaction whole or not at all, as DynamoDB Streams does).
     """
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
-    for name in _DYNAMODB_OPERATIONS:
-        original = getattr(DynamoDBBackend, name)
-        if getattr(original, "_teams_connect_atomic", False):
-            continue
+    for backend, names in (
+        (DynamoDBBackend, _DYNAMODB_OPERATIONS),
+        (DynamoDBStreamsBackend, _STREAM_OPERATIONS),
+    ):
+        for name in names:
+            original = getattr(backend, name)
+            if getattr(original, "_teams_connect_atomic", False):
+                continue
 
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with _DYNAMODB_LOCK:
-                return _original(self, *args, **kwargs)
+            def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                with _DYNAMODB_LOCK:
+                    return _original(self, *args, **kwargs)
 
-        locked._teams_connect_atomic = True  # type: ignore[attr-defined]
-        setattr(DynamoDBBackend, name, locked)
+            locked._teams_connect_atomic = True  # type: ignore[attr-defined]
+            setattr(backend, name, locked)
 
 
 def start_moto(

@@ -1,0 +1,79 @@
+"""The local moto is atomic as DynamoDB is: a transaction is seen whole or not at all, also by the
+table's stream (a finding of the fault campaign: a stream reader saw the writes of a transaction that
+was then cancelled and rolled back, and published a `Grant Reconnected` for a change that never
+happened; after the rollback the stream reused those sequence numbers)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from local.aws import client, start_moto
+
+from local import aws
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[tuple[Any, Any, str]]:
+    server, url = start_moto()
+    dynamodb = client("dynamodb", url)
+    dynamodb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    arn = dynamodb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
+    yield dynamodb, client("dynamodbstreams", url), arn
+    server.stop()
+
+
+def _records(streams: Any, arn: str) -> list[dict[str, Any]]:
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    return list(streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"])
+
+
+def test_a_stream_read_waits_for_an_item_operation_in_progress(moto: tuple[Any, Any, str]) -> None:
+    _, streams, arn = moto
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    done = threading.Event()
+
+    def read() -> None:
+        streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=10)
+        done.set()
+
+    with aws._DYNAMODB_LOCK:  # what a transaction holds from its first write to its rollback
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(0.5)
+        assert not done.is_set(), "the stream was read in the middle of an item operation"
+    reader.join(timeout=10)
+    assert done.is_set()
+
+
+def test_a_cancelled_transaction_leaves_nothing_in_the_stream(moto: tuple[Any, Any, str]) -> None:
+    dynamodb, streams, arn = moto
+    before = len(_records(streams, arn))
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "t", "Item": {"pk": {"S": "switched"}}}},
+                {
+                    "Put": {
+                        "TableName": "t",
+                        "Item": {"pk": {"S": "guard"}},
+                        "ConditionExpression": "attribute_exists(pk)",  # fails: cancels the whole
+                    }
+                },
+            ]
+        )
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "after"}})
+    records = _records(streams, arn)[before:]
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["after"]
