@@ -218,7 +218,7 @@ class Campaign(RuleBasedStateMachine):
         assert not tally.violations, "invariants violated once quiet:\n  " + "\n  ".join(tally.violations)
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(max(1800, SEQUENCES * STEPS * 10))
 def test_fault_campaign(chaos_stack: StackUrls) -> None:
     chosen = int(os.environ.get("CHAOS_SEED", "") or random.randrange(2**32))
     print(f"chaos campaign: seed {chosen} ({SEQUENCES} sequences of up to {STEPS} steps)")
