@@ -115,12 +115,15 @@ _DYNAMODB_OPERATIONS = (
     "query",
     "scan",
 )
-# The table streams are read under the same lock: moto applies a transaction item by item, each
-# write appending its stream record, and undoes a failed one by restoring a copy of the table taken
-# before it (stream included). A stream reader in between saw the records of writes that never
-# happened, and after the restore the stream's next records reused their sequence numbers, so the
-# reader (already past them) skipped real ones: the fault campaign saw a `Grant Reconnected` published
-# for a mailbox switch that a cancelled transaction had rolled back (tests/local/test_moto_atomic.py).
+# Streams and cancelled transactions. moto applies a transaction item by item, each write appending
+# its stream record, and undoes a failed one by putting back a copy of each table taken before it:
+# a new table object with a new stream shard. A stream reader holding an iterator of the shard that
+# was live during the transaction (an iterator is bound to its shard object) then read the records
+# of writes that never happened; the fault campaign saw a `Grant Connected` published for a user
+# whose first connect lost its mailbox to another user (account_already_linked, a cancelled
+# transaction). So a cancelled transaction keeps the live shard, without its records
+# (`_transaction_keeps_streams`), and stream reads take the item lock (none sees a transaction half
+# way). tests/local/test_moto_atomic.py.
 _STREAM_OPERATIONS = ("describe_stream", "get_shard_iterator", "get_records")
 
 
@@ -140,6 +143,11 @@ def make_dynamodb_atomic() -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
+    transact = DynamoDBBackend.transact_write_items
+    if not getattr(transact, "_teams_connect_streams", False) and not getattr(
+        transact, "_teams_connect_atomic", False
+    ):
+        DynamoDBBackend.transact_write_items = _transaction_keeps_streams(transact)  # type: ignore[method-assign]
     for backend, names in (
         (DynamoDBBackend, _DYNAMODB_OPERATIONS),
         (DynamoDBStreamsBackend, _STREAM_OPERATIONS),
@@ -155,6 +163,32 @@ def make_dynamodb_atomic() -> None:
 
             locked._teams_connect_atomic = True  # type: ignore[attr-defined]
             setattr(backend, name, locked)
+
+
+def _transaction_keeps_streams(original: Any) -> Any:
+    """moto's transact_write_items, with a cancelled transaction leaving every table's live stream
+    shard in place (the same object, its records as before the transaction)."""
+
+    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            shards = {
+                name: (table.stream_shard, len(table.stream_shard.items))
+                for name, table in self.tables.items()
+                if getattr(table, "stream_shard", None) is not None
+            }
+            try:
+                return original(self, *args, **kwargs)
+            except Exception:
+                for name, (shard, count) in shards.items():
+                    table = self.tables.get(name)
+                    if table is not None and table.stream_shard is not shard:
+                        del shard.items[count:]  # the cancelled writes' records
+                        shard.table = table
+                        table.stream_shard = shard
+                raise
+
+    transact_write_items._teams_connect_streams = True  # type: ignore[attr-defined]
+    return transact_write_items
 
 
 def start_moto(

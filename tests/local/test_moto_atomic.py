@@ -1,7 +1,9 @@
 """The local moto is atomic as DynamoDB is: a transaction is seen whole or not at all, also by the
-table's stream (a finding of the fault campaign: a stream reader saw the writes of a transaction that
-was then cancelled and rolled back, and published a `Grant Reconnected` for a change that never
-happened; after the rollback the stream reused those sequence numbers)."""
+table's stream. Findings of the fault campaign: the stream poller published `Grant Connected` and
+`Grant Reconnected` for writes of transactions that were cancelled (a user whose connect lost the
+mailbox to another user: account_already_linked). moto undoes a cancelled transaction by putting back
+a copy of the table, with a new stream shard, while an iterator taken before still read the old shard
+and its cancelled records."""
 
 from __future__ import annotations
 
@@ -77,3 +79,35 @@ def test_a_cancelled_transaction_leaves_nothing_in_the_stream(moto: tuple[Any, A
     dynamodb.put_item(TableName="t", Item={"pk": {"S": "after"}})
     records = _records(streams, arn)[before:]
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["after"]
+
+
+def _cancelled_transaction(dynamodb: Any, key: str) -> None:
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "t", "Item": {"pk": {"S": key}}}},
+                {
+                    "Put": {
+                        "TableName": "t",
+                        "Item": {"pk": {"S": "guard"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+            ]
+        )
+
+
+def test_an_iterator_taken_before_a_cancelled_transaction_never_reads_its_writes(
+    moto: tuple[Any, Any, str],
+) -> None:
+    dynamodb, streams, arn = moto
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")
+    _cancelled_transaction(dynamodb, "lost-the-mailbox")  # what the poller's next read came after
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "next"}})
+    records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=100)["Records"]
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["next"]
+    # And a fresh reader agrees, sequence numbers included.
+    fresh = _records(streams, arn)
+    assert fresh[-1]["dynamodb"]["SequenceNumber"] == records[0]["dynamodb"]["SequenceNumber"]
+    assert "lost-the-mailbox" not in [r["dynamodb"]["Keys"]["pk"]["S"] for r in fresh]
