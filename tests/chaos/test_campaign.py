@@ -89,6 +89,7 @@ class Campaign(RuleBasedStateMachine):
         self.h.step = 0
         self.steps: dict[str, int] = {}
         self.held = False
+        self.linked: dict[int, int] = {}  # user → mailbox of their last connect that ended connected
 
     def _step(self, name: str) -> None:
         self.h.step += 1
@@ -98,11 +99,32 @@ class Campaign(RuleBasedStateMachine):
     @rule(user=users, mailbox=mailboxes, decision=st.sampled_from(["allow", "allow", "allow", "deny"]))
     def connect(self, user: int, mailbox: int, decision: str) -> None:
         self._step("connect")
+        self._connect(user, mailbox, decision)
+
+    def _connect(self, user: int, mailbox: int, decision: str) -> None:
         outcome = self.h.connect(self.users[user], self.emails[mailbox], decision)
-        if decision == "deny" and outcome.startswith("error"):
-            assert outcome in ("error/access_denied", "error/upstream_unavailable", "error/server_error"), (
-                outcome
-            )
+        if outcome == "connected":
+            self.linked[user] = mailbox
+        assert decision == "allow" or outcome != "connected", "a refusal connected"
+
+    @precondition(lambda self: self.linked)
+    @rule(data=st.data())
+    def reconnect(self, data: st.DataObject) -> None:
+        """A user connects the mailbox they last connected again (consent again: the same grant)."""
+        self._step("reconnect")
+        user = data.draw(st.sampled_from(sorted(self.linked)), label="user")
+        self._connect(user, self.linked[user], "allow")
+
+    @precondition(lambda self: self.linked)
+    @rule(data=st.data(), other=st.integers(1, MAILBOXES - 1))
+    def switch(self, data: st.DataObject, other: int) -> None:
+        """A connected user connects another mailbox (perhaps someone else's)."""
+        self._step("switch")
+        user = data.draw(st.sampled_from(sorted(self.linked)), label="user")
+        self._connect(user, (self.linked[user] + other) % MAILBOXES, "allow")
+
+    def _linked_mailbox(self, data: st.DataObject) -> int:
+        return data.draw(st.sampled_from(sorted(set(self.linked.values()))), label="mailbox")
 
     @rule(user=users)
     def disconnect(self, user: int) -> None:
@@ -120,24 +142,32 @@ class Campaign(RuleBasedStateMachine):
         self.h.bad_input(kind)
 
     # ------------------------------------------------------------------ Nylas's side
-    @rule(mailbox=mailboxes)
-    def nylas_expires(self, mailbox: int) -> None:
+    @precondition(lambda self: self.linked)
+    @rule(data=st.data())
+    def nylas_expires(self, data: st.DataObject) -> None:
         self._step("Nylas expiry")
+        mailbox = self._linked_mailbox(data)
         self.h.nylas_set_status(self.emails[mailbox], "invalid")
 
-    @rule(mailbox=mailboxes)
-    def nylas_restores(self, mailbox: int) -> None:
+    @precondition(lambda self: self.linked)
+    @rule(data=st.data())
+    def nylas_restores(self, data: st.DataObject) -> None:
         self._step("Nylas restore")
+        mailbox = self._linked_mailbox(data)
         self.h.nylas_set_status(self.emails[mailbox], "valid")
 
-    @rule(mailbox=mailboxes)
-    def nylas_deletes(self, mailbox: int) -> None:
+    @precondition(lambda self: self.linked)
+    @rule(data=st.data())
+    def nylas_deletes(self, data: st.DataObject) -> None:
         self._step("Nylas deletion")
+        mailbox = self._linked_mailbox(data)
         self.h.nylas_delete(self.emails[mailbox])
 
-    @rule(mailbox=mailboxes, change=st.sampled_from(sorted(SCOPES_AFTER_CHANGE)))
-    def nylas_scope_change(self, mailbox: int, change: str) -> None:
+    @precondition(lambda self: self.linked)
+    @rule(data=st.data(), change=st.sampled_from(sorted(SCOPES_AFTER_CHANGE)))
+    def nylas_scope_change(self, data: st.DataObject, change: str) -> None:
         self._step("Nylas scope change")
+        mailbox = self._linked_mailbox(data)
         self.h.nylas_change_scopes(self.emails[mailbox], SCOPES_AFTER_CHANGE[change])
 
     # ------------------------------------------------------------------ notifications
