@@ -6,7 +6,7 @@ surfaces (tests/chaos/harness.py): the Nylas side (the emulator's grants), the g
 records, GRANT# guards, REVOKE# outbox, its change stream) and each event sink.
 
 The event oracle (`expected_event`) is the contract's rule for which change of a grant record is a
-lifecycle event (contract.md "Events"), written here independently of teams_connect.lifecycle.
+lifecycle event (contract.md "Events"), written here independently of teams_connect.rules.lifecycle.
 """
 
 from __future__ import annotations
