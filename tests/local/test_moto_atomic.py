@@ -18,19 +18,22 @@ from local.aws import client, start_moto
 
 from local import aws
 
+# moto's backends are per process: another suite's moto in this process may have its own table "t".
+TABLE = "atomic-streams"
+
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[tuple[Any, Any, str]]:
     server, url = start_moto()
     dynamodb = client("dynamodb", url)
     dynamodb.create_table(
-        TableName="t",
+        TableName=TABLE,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
-    arn = dynamodb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
+    arn = dynamodb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
     yield dynamodb, client("dynamodbstreams", url), arn
     server.stop()
 
@@ -66,17 +69,17 @@ def test_a_cancelled_transaction_leaves_nothing_in_the_stream(moto: tuple[Any, A
     with pytest.raises(ClientError, match="TransactionCanceled"):
         dynamodb.transact_write_items(
             TransactItems=[
-                {"Put": {"TableName": "t", "Item": {"pk": {"S": "switched"}}}},
+                {"Put": {"TableName": TABLE, "Item": {"pk": {"S": "switched"}}}},
                 {
                     "Put": {
-                        "TableName": "t",
+                        "TableName": TABLE,
                         "Item": {"pk": {"S": "guard"}},
                         "ConditionExpression": "attribute_exists(pk)",  # fails: cancels the whole
                     }
                 },
             ]
         )
-    dynamodb.put_item(TableName="t", Item={"pk": {"S": "after"}})
+    dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "after"}})
     records = _records(streams, arn)[before:]
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["after"]
 
@@ -85,10 +88,10 @@ def _cancelled_transaction(dynamodb: Any, key: str) -> None:
     with pytest.raises(ClientError, match="TransactionCanceled"):
         dynamodb.transact_write_items(
             TransactItems=[
-                {"Put": {"TableName": "t", "Item": {"pk": {"S": key}}}},
+                {"Put": {"TableName": TABLE, "Item": {"pk": {"S": key}}}},
                 {
                     "Put": {
-                        "TableName": "t",
+                        "TableName": TABLE,
                         "Item": {"pk": {"S": "guard"}},
                         "ConditionExpression": "attribute_exists(pk)",
                     }
@@ -104,7 +107,7 @@ def test_an_iterator_taken_before_a_cancelled_transaction_never_reads_its_writes
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")
     _cancelled_transaction(dynamodb, "lost-the-mailbox")  # what the poller's next read came after
-    dynamodb.put_item(TableName="t", Item={"pk": {"S": "next"}})
+    dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "next"}})
     records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=100)["Records"]
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["next"]
     # And a fresh reader agrees, sequence numbers included.

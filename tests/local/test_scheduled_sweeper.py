@@ -15,7 +15,7 @@ from tests.faults.support import FaultEmulator, grant_items
 from tests.support.flow_client import Browser
 from tests.support.stack_process import StackUrls, running_stack
 
-INTERVAL = "2"  # TC_SCHEDULE_MAX_SECONDS: the sweeper's rate(5 minutes) every 2 s here (15 s by default)
+INTERVAL = "3"  # TC_SCHEDULE_MAX_SECONDS: the sweeper's rate(5 minutes) every 3 s here (15 s by default)
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +44,34 @@ def _connect(stack: StackUrls, user: str, email: str) -> None:
 
 def _switch_with_a_failing_revoke(stack: StackUrls, user: str) -> str:
     """`user` connects mailbox a, then switches to mailbox b while Nylas refuses every revoke: the old
-    grant stays alive at Nylas with a postponed entry in the REVOKE# outbox. Returns its id."""
+    grant stays alive at Nylas with a postponed entry in the REVOKE# outbox. Returns its id.
+
+    The switch starts right after a scheduled sweep, and the faults stay until the entry is postponed,
+    so that no sweep is still retrying it when Nylas recovers."""
     emulator = FaultEmulator(stack.emulator)
     _connect(stack, user, f"{user}-a@contoso.com")
-    old = next(g["id"] for g in emulator.state()["state"]["grants"] if g["email"] == f"{user}-a@contoso.com")  # type: ignore[index]
-    emulator.inject("DELETE", "/v3/grants/{grant_id}", status=503, count=50)
+    grants = emulator.state()["state"]["grants"]  # type: ignore[index]
+    old = next(g["id"] for g in grants if g["email"] == f"{user}-a@contoso.com")
+    emulator.inject("DELETE", "/v3/grants/{grant_id}", status=503, count=500)
     try:
+        runs = _sweeps(stack)
+        _wait(lambda: _sweeps(stack) > runs, "a scheduled sweep")
         _connect(stack, user, f"{user}-b@contoso.com")
+        _wait(lambda: _postponed(stack, old), "the failed revoke to be postponed")
     finally:
         emulator.clear_faults()
-    assert old in grant_items(stack.dynamodb()).outbox
     assert _alive(stack, old)
     return str(old)
+
+
+def _sweeps(stack: StackUrls) -> int:
+    return int(httpx.get(f"{stack.control}/_local/schedules", timeout=10).json()["schedules"][0]["runs"])
+
+
+def _postponed(stack: StackUrls, grant_id: str) -> bool:
+    entry = grant_items(stack.dynamodb()).outbox.get(grant_id)
+    now = httpx.get(f"{stack.control}/_local/clock", timeout=10).json()["now"]
+    return entry is not None and int(entry["attempts"]["N"]) >= 1 and int(entry["due_at"]["N"]) > now
 
 
 def _alive(stack: StackUrls, grant_id: str) -> bool:
@@ -66,7 +82,7 @@ def _alive(stack: StackUrls, grant_id: str) -> bool:
 def test_the_control_api_lists_the_template_schedule(stack: StackUrls) -> None:
     schedules = httpx.get(f"{stack.control}/_local/schedules", timeout=10).json()["schedules"]
     assert [(s["function"], s["expression"], s["local_interval_seconds"]) for s in schedules] == [
-        ("RevokeSweeperFunction", "rate(5 minutes)", 2.0)
+        ("RevokeSweeperFunction", "rate(5 minutes)", 3.0)
     ]
     clock = httpx.get(f"{stack.control}/_local/clock", timeout=10).json()
     assert clock["installed"] is True
@@ -75,7 +91,7 @@ def test_the_control_api_lists_the_template_schedule(stack: StackUrls) -> None:
 def test_a_failed_revoke_is_retried_by_the_schedule_once_due(stack: StackUrls) -> None:
     old = _switch_with_a_failing_revoke(stack, "sched-1")
     # Postponed by the first backoff (60 s): the schedule keeps running but leaves it alone.
-    time.sleep(2.5)
+    time.sleep(3.5)
     assert _alive(stack, old)
     moved = httpx.post(f"{stack.control}/_local/clock", json={"advance_seconds": 61}, timeout=10)
     assert moved.status_code == 200, moved.text

@@ -276,7 +276,7 @@ def faulty_moto() -> Any:
         config=Config(retries={"mode": "standard", "total_max_attempts": 3}),
     )
     dynamodb.create_table(
-        TableName="t",
+        TableName="faulty",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -288,22 +288,22 @@ def faulty_moto() -> Any:
 def test_throttling_is_retried_by_botocore_and_surfaces_once_the_retries_are_spent(faulty_moto: Any) -> None:
     book, dynamodb = faulty_moto
     book.arm("dynamodb", "PutItem", "throttling", count=2)
-    dynamodb.put_item(TableName="t", Item={"pk": {"S": "a"}})  # two throttled attempts, the third passes
+    dynamodb.put_item(TableName="faulty", Item={"pk": {"S": "a"}})  # two throttled attempts, the third passes
     book.arm("dynamodb", "PutItem", "throttling", count=3)
     with pytest.raises(ClientError) as raised:
-        dynamodb.put_item(TableName="t", Item={"pk": {"S": "b"}})
+        dynamodb.put_item(TableName="faulty", Item={"pk": {"S": "b"}})
     assert raised.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
-    assert "Item" not in dynamodb.get_item(TableName="t", Key={"pk": {"S": "b"}})
+    assert "Item" not in dynamodb.get_item(TableName="faulty", Key={"pk": {"S": "b"}})
     assert book.fired["dynamodb:throttling"] == 5
 
 
 def test_an_internal_error_is_a_500_and_the_wildcard_spares_inspection_calls(faulty_moto: Any) -> None:
     book, dynamodb = faulty_moto
     book.arm("dynamodb", "*", "internal", count=3)
-    dynamodb.scan(TableName="t")  # not a data-plane call of the functions: untouched
-    dynamodb.describe_table(TableName="t")
+    dynamodb.scan(TableName="faulty")  # not a data-plane call of the functions: untouched
+    dynamodb.describe_table(TableName="faulty")
     with pytest.raises(ClientError) as raised:
-        dynamodb.get_item(TableName="t", Key={"pk": {"S": "a"}})
+        dynamodb.get_item(TableName="faulty", Key={"pk": {"S": "a"}})
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     assert raised.value.response["Error"]["Code"] == "InternalServerError"
     assert book.pending() == []
@@ -321,6 +321,6 @@ def test_a_timeout_is_served_late_so_the_write_may_land_after_the_caller_gave_up
     )
     book.arm("dynamodb", "PutItem", "timeout", delay_ms=800)
     with pytest.raises(Exception, match=r"timeout|Read timed out"):
-        impatient.put_item(TableName="t", Item={"pk": {"S": "late"}})
+        impatient.put_item(TableName="faulty", Item={"pk": {"S": "late"}})
     time.sleep(1.0)
-    assert "Item" in dynamodb.get_item(TableName="t", Key={"pk": {"S": "late"}})
+    assert "Item" in dynamodb.get_item(TableName="faulty", Key={"pk": {"S": "late"}})
