@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 from types import FrameType  # noqa: E402
 
 from local.aws import DEFAULT_LOCAL_API_KEY  # noqa: E402
-from local.scheduler import DEFAULT_MAX_INTERVAL  # noqa: E402
+from local.scheduler import max_interval_from_env  # noqa: E402
 from local.stack import Stack, start_stack  # noqa: E402
 
 
@@ -38,21 +38,6 @@ def _int_env(name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) > 65535:
         raise SystemExit(f"{name} must be a port number (0-65535), not {raw!r}")
     return int(raw)
-
-
-def _seconds_env(name: str, default: float) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value == 0:
-        return None
-    if not 1 <= value <= 3600:
-        raise SystemExit(f"{name} must be 0 (on demand only) or 1 to 3600 seconds, not {raw!r}")
-    return value
 
 
 def banner(stack: Stack) -> str:
@@ -129,7 +114,7 @@ def main() -> int:
         api_key=os.environ.get("TC_API_KEY", "") or DEFAULT_LOCAL_API_KEY,
         # TC_AZURE_TENANT=organizations: a deployment for work or school accounts only.
         parameter_overrides={"AzureTenant": os.environ.get("TC_AZURE_TENANT", "").strip() or "common"},
-        schedule_max_seconds=_seconds_env("TC_SCHEDULE_MAX_SECONDS", DEFAULT_MAX_INTERVAL),
+        schedule_max_seconds=max_interval_from_env(),
     )
     with stack:
         print(banner(stack), flush=True)

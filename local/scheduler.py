@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 import time
@@ -107,6 +108,23 @@ def scheduled_event(schedule: Schedule, now: float) -> dict[str, Any]:
         "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule}"],
         "detail": {},
     }
+
+
+def max_interval_from_env(name: str = "TC_SCHEDULE_MAX_SECONDS") -> float | None:
+    """`make run`'s setting: the longest local interval in seconds (default 15), or None for "only on
+    demand" (0). Anything else stops the start with a message."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return DEFAULT_MAX_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value == 0:
+        return None
+    if not MIN_INTERVAL <= value <= 3600:
+        raise SystemExit(f"{name} must be 0 (on demand only) or 1 to 3600 seconds, not {raw!r}")
+    return value
 
 
 class FunctionError(RuntimeError):

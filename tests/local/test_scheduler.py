@@ -22,6 +22,7 @@ from local.scheduler import (
     REVOKE_SWEEPER,
     FunctionError,
     Scheduler,
+    max_interval_from_env,
     period_of,
     scheduled_event,
     schedules,
@@ -324,3 +325,25 @@ def test_a_timeout_is_served_late_so_the_write_may_land_after_the_caller_gave_up
         impatient.put_item(TableName="faulty", Item={"pk": {"S": "late"}})
     time.sleep(1.0)
     assert "Item" in dynamodb.get_item(TableName="faulty", Key={"pk": {"S": "late"}})
+
+
+# --------------------------------------------------------------------------- make run's setting
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", DEFAULT_MAX_INTERVAL), ("0", None), ("2", 2.0), ("7.5", 7.5), (" 15 ", 15.0)]
+)
+def test_the_schedule_setting_of_make_run(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: float | None
+) -> None:
+    monkeypatch.setenv("TC_SCHEDULE_MAX_SECONDS", raw)
+    assert max_interval_from_env() == expected
+
+
+@pytest.mark.parametrize("raw", ["-1", "0.5", "3601", "soon"])
+def test_a_bad_schedule_setting_stops_make_run_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("TC_SCHEDULE_MAX_SECONDS", raw)
+    with pytest.raises(SystemExit, match="TC_SCHEDULE_MAX_SECONDS"):
+        max_interval_from_env()
