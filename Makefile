@@ -15,12 +15,13 @@ NYLAS_API ?= v3
 export NYLAS_API
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help venv run test lint typecheck lint-template static bench build clean
+.PHONY: help venv run test lint typecheck lint-template static bench build clean chaos
 
 help:
 	@echo "make run    start everything locally (NYLAS_API=beta make run for the beta flavour)"
 	@echo "make test   lint + type-check + all tests (installs what it needs on first run)"
 	@echo "make bench  cold start / latency / round trips / size report"
+	@echo "make chaos  a long randomized fault campaign over the local stack (CHAOS_SEED=n replays one)"
 
 $(STAMP): $(REQS)
 	@test -n "$(PYTHON)" || { echo "Python 3.12 is required (the Lambda runtime's version); install it or set PYTHON=" >&2; exit 1; }
@@ -59,6 +60,14 @@ test: $(STAMP) browser lint typecheck lint-template static
 	rm -f test-results/figures-*.json
 	$(PY) -m pytest
 	$(PY) -m tools.figures
+
+# The fault campaign of tests/chaos, long: CHAOS_SEQUENCES random sequences of up to CHAOS_STEPS steps
+# (`make test` runs a bounded one). CHAOS_SEED=<n> replays the campaign a failure printed.
+CHAOS_SEQUENCES ?= 150
+CHAOS_STEPS ?= 30
+chaos: $(STAMP)
+	rm -f test-results/figures-chaos.json
+	CHAOS_SEQUENCES=$(CHAOS_SEQUENCES) CHAOS_STEPS=$(CHAOS_STEPS) $(PY) -m pytest tests/chaos -s
 
 # Function and layer packages exactly as deployed (.build/), with checked-hash bytecode.
 build: $(STAMP)

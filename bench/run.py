@@ -1248,7 +1248,8 @@ def _load() -> str:
 
 def with_stack(flavour: str) -> Any:
     """The local stack, with nothing else making AWS calls in this process while the bench counts
-    them: the grants table's stream is not polled (the bench invokes grant_events itself) and the
+    them: the grants table's stream is not polled (the bench invokes grant_events itself), the
+    scheduled functions run only on demand (the bench invokes revoke_sweeper itself) and the
     emulator's webhook destination is paused (the bench sends its own signed notifications)."""
     from local.aws import LOCAL_NYLAS_SECRET
     from local.stack import start_stack
@@ -1260,6 +1261,7 @@ def with_stack(flavour: str) -> Any:
         moto_port=0,
         demo_port=0,
         grant_events_stream=False,
+        schedule_max_seconds=None,
     )
     auth = {"authorization": f"Bearer {LOCAL_NYLAS_SECRET['api_key']}"}
     if flavour == "v3":

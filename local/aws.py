@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from local.aws_faults import FaultBook, FaultyMotoServer
 from local.template import TableDefinition, Template, load_template, table_definitions
 
 REGION = "us-east-1"
@@ -92,6 +93,7 @@ class LocalAws:
     table_names: dict[str, str] = field(default_factory=dict)  # logical id -> table name
     secret_arns: dict[str, str] = field(default_factory=dict)  # template parameter -> ARN
     api_key: str = DEFAULT_LOCAL_API_KEY
+    faults: FaultBook = field(default_factory=FaultBook)  # injected DynamoDB/Secrets Manager faults
 
     def client(self, service: str) -> Any:
         return client(service, self.url)
@@ -113,6 +115,16 @@ _DYNAMODB_OPERATIONS = (
     "query",
     "scan",
 )
+# Streams and cancelled transactions. moto applies a transaction item by item, each write appending
+# its stream record, and undoes a failed one by putting back a copy of each table taken before it:
+# a new table object with a new stream shard. A stream reader holding an iterator of the shard that
+# was live during the transaction (an iterator is bound to its shard object) then read the records
+# of writes that never happened; the fault campaign saw a `Grant Connected` published for a user
+# whose first connect lost its mailbox to another user (account_already_linked, a cancelled
+# transaction). So a cancelled transaction keeps the live shard, without its records
+# (`_transaction_keeps_streams`), and stream reads take the item lock (none sees a transaction half
+# way). tests/local/test_moto_atomic.py.
+_STREAM_OPERATIONS = ("describe_stream", "get_shard_iterator", "get_records")
 
 
 def make_dynamodb_atomic() -> None:
@@ -125,35 +137,77 @@ def make_dynamodb_atomic() -> None:
     half way through an update. The product relies on the real service's atomicity, so the local
     stack must provide it too: one process-wide lock around the backend's item operations. This
     changes moto only, never the product code; moto's in-memory operations are fast, so the lock
-    costs little even under the concurrency tests.
+    costs little even under the concurrency tests. The streams' reads take it too (a stream shows a
+    transaction whole or not at all, as DynamoDB Streams does).
     """
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
-    for name in _DYNAMODB_OPERATIONS:
-        original = getattr(DynamoDBBackend, name)
-        if getattr(original, "_teams_connect_atomic", False):
-            continue
+    transact = DynamoDBBackend.transact_write_items
+    if not getattr(transact, "_teams_connect_streams", False) and not getattr(
+        transact, "_teams_connect_atomic", False
+    ):
+        DynamoDBBackend.transact_write_items = _transaction_keeps_streams(transact)  # type: ignore[method-assign]
+    for backend, names in (
+        (DynamoDBBackend, _DYNAMODB_OPERATIONS),
+        (DynamoDBStreamsBackend, _STREAM_OPERATIONS),
+    ):
+        for name in names:
+            original = getattr(backend, name)
+            if getattr(original, "_teams_connect_atomic", False):
+                continue
 
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with _DYNAMODB_LOCK:
-                return _original(self, *args, **kwargs)
+            def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                with _DYNAMODB_LOCK:
+                    return _original(self, *args, **kwargs)
 
-        locked._teams_connect_atomic = True  # type: ignore[attr-defined]
-        setattr(DynamoDBBackend, name, locked)
+            locked._teams_connect_atomic = True  # type: ignore[attr-defined]
+            setattr(backend, name, locked)
+
+
+def _transaction_keeps_streams(original: Any) -> Any:
+    """moto's transact_write_items, with a cancelled transaction leaving every table's live stream
+    shard in place (the same object, its records as before the transaction)."""
+
+    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            shards = {
+                name: (table.stream_shard, len(table.stream_shard.items))
+                for name, table in self.tables.items()
+                if getattr(table, "stream_shard", None) is not None
+            }
+            try:
+                return original(self, *args, **kwargs)
+            except Exception:
+                for name, (shard, count) in shards.items():
+                    table = self.tables.get(name)
+                    if table is not None and table.stream_shard is not shard:
+                        del shard.items[count:]  # the cancelled writes' records
+                        shard.table = table
+                        table.stream_shard = shard
+                raise
+
+    transact_write_items._teams_connect_streams = True  # type: ignore[attr-defined]
+    return transact_write_items
 
 
 def start_moto(
-    host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0
+    host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0, faults: FaultBook | None = None
 ) -> tuple[ThreadedMotoServer, str]:
     """Start moto's server in a thread; refuses a taken port (ThreadedMotoServer can hang on one).
-    Its DynamoDB item operations are made atomic (`make_dynamodb_atomic`), as in the service."""
+    Its DynamoDB item operations are made atomic (`make_dynamodb_atomic`), as in the service. With
+    `faults`, the calls pass through its book first (local/aws_faults.py)."""
     if port == 0:
         port = free_port(host)
     elif not port_is_free(host, port):
         raise RuntimeError(f"port {port} on {host} is already in use; moto cannot start there")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
     make_dynamodb_atomic()
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = (
+        ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        if faults is None
+        else FaultyMotoServer(faults, ip_address=host, port=port)
+    )
     server.start()
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout
@@ -212,12 +266,15 @@ def start_local_aws(
     template: Template | None = None,
     api_key: str = DEFAULT_LOCAL_API_KEY,
 ) -> LocalAws:
-    """moto + the template's tables + the seeded secrets."""
-    server, url = start_moto(host, port)
+    """moto (with a fault book, empty until armed) + the template's tables + the seeded secrets."""
+    faults = FaultBook()
+    server, url = start_moto(host, port, faults=faults)
     try:
         tables = create_tables(url, table_definitions(template or load_template()))
         secrets = create_secrets(url, api_key=api_key)
     except BaseException:
         server.stop()
         raise
-    return LocalAws(url=url, server=server, table_names=tables, secret_arns=secrets, api_key=api_key)
+    return LocalAws(
+        url=url, server=server, table_names=tables, secret_arns=secrets, api_key=api_key, faults=faults
+    )

@@ -6,11 +6,14 @@ would deliver it (the demo app is the target locally). Entries for another bus a
 (`ResourceNotFoundException`), as EventBridge does for a bus that does not exist.
 
 `fail_next(n)` (or `POST /_local/fail-next {"count": n}`) makes the next n entries fail
-(`InternalFailure`), to show that the publisher retries and loses nothing.
+(`InternalFailure`), to show that the publisher retries and loses nothing. With a `faults` book
+(local/aws_faults.py, armed through the stack's `POST /_local/faults`), a whole `PutEvents` call can
+also be throttled, fail with a 500 or time out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -24,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from local.aws_faults import FaultBook
+
 LOG = logging.getLogger("local.eventbridge")
 Target = Callable[[dict[str, Any]], None]  # {"detail_type", "detail", "source", "id"}
 
@@ -33,6 +38,7 @@ class LocalEventBridge:
     bus: str = "default"
     targets: list[Target] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    faults: FaultBook | None = None
     _failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,6 +90,13 @@ class LocalEventBridge:
             return JSONResponse(
                 {"__type": "UnknownOperationException", "message": f"{target[:64]} is not emulated"}, 400
             )
+        fault = self.faults.take("events", "PutEvents") if self.faults is not None else None
+        if fault is not None:
+            if fault.delay_ms:
+                await asyncio.sleep(fault.delay_ms / 1000)
+            if fault.kind != "timeout":
+                status, headers, content = fault.response()
+                return Response(content, status_code=status, headers=headers)
         try:
             body = json.loads(await request.body())
             entries = body["Entries"]

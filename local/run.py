@@ -3,26 +3,36 @@
 Environment: NYLAS_API (v3 | beta, default v3); ports TC_GATEWAY_PORT (3000), TC_DEMO_PORT (8000),
 TC_EMULATOR_PORT (4010), TC_MOTO_PORT (4566), 0 = any free port; TC_HOST (127.0.0.1);
 TC_API_KEY (the local backend API key, default local-dev-api-key); TC_READY_FILE (optional: once
-everything serves, the URLs are written there as JSON, so that a caller using port 0 learns them).
+everything serves, the URLs are written there as JSON, so that a caller using port 0 learns them);
+TC_SCHEDULE_MAX_SECONDS (the longest local interval of a scheduled function, default 15: the revoke
+sweeper's rate(5 minutes) runs every 15 s; 0 = only on demand, `POST <control>/_local/sweep`).
+
+The stack's clock (local/clock.py) is installed first, before anything binds `time.time`, so that
+`POST <control>/_local/clock` moves the time of every part at once.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import logging
-import os
-import signal
-import sys
-import threading
-from pathlib import Path
-from types import FrameType
+from local import clock
 
-import httpx
+clock.install()  # before the modules below (and the handlers, moto, the emulator) bind time.time
 
-from local.aws import DEFAULT_LOCAL_API_KEY
-from local.stack import Stack, start_stack
+import base64  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import FrameType  # noqa: E402
+
+import httpx  # noqa: E402
+
+from local.aws import DEFAULT_LOCAL_API_KEY  # noqa: E402
+from local.scheduler import max_interval_from_env  # noqa: E402
+from local.stack import Stack, start_stack  # noqa: E402
 
 
 def _int_env(name: str, default: int) -> int:
@@ -63,6 +73,7 @@ def banner(stack: Stack) -> str:
             f"  Nylas emulator (consent page there):  {stack.emulator_url}",
             f"  moto (DynamoDB, Secrets Manager):     {stack.moto_url}",
             f"  Callback URL registered at Nylas:     {stack.callback_url}",
+            f"  Local control (sweep, clock, faults): {stack.control_url}/_local/schedules",
             f"  Lifecycle events (demo, live):        {stack.demo_url}/events/live",
             f"  Lifecycle events (JSON):              {stack.demo_url}/events",
             f"  Popup embedding (demo, connect.js):   {stack.demo_url}/popup",
@@ -83,10 +94,25 @@ def banner(stack: Stack) -> str:
             "Embed the popup flow in a page (the script's versioned URL and its SRI hash):",
             f"  {connect_script_tag(stack.gateway_url)}",
             "",
+            _schedule_line(stack),
+            f"  curl -s -X POST {stack.control_url}/_local/sweep      (run the revoke sweeper now)",
+            "",
             "Ctrl-C stops everything.",
             "",
         ]
     )
+
+
+def _schedule_line(stack: Stack) -> str:
+    if stack.scheduler is None:
+        return "Scheduled functions: none"
+    runs = [
+        f"{s['function']} ({s['expression']}) every {s['local_interval_seconds']:g} s"
+        if stack.scheduler.run_on_schedule
+        else f"{s['function']} ({s['expression']}) on demand only"
+        for s in stack.scheduler.describe()
+    ]
+    return "Scheduled functions, on a compressed schedule: " + ", ".join(runs)
 
 
 def main() -> int:
@@ -114,6 +140,7 @@ def main() -> int:
         api_key=os.environ.get("TC_API_KEY", "") or DEFAULT_LOCAL_API_KEY,
         # TC_AZURE_TENANT=organizations: a deployment for work or school accounts only.
         parameter_overrides={"AzureTenant": os.environ.get("TC_AZURE_TENANT", "").strip() or "common"},
+        schedule_max_seconds=max_interval_from_env(),
     )
     with stack:
         print(banner(stack), flush=True)
@@ -125,6 +152,7 @@ def main() -> int:
                 "demo": stack.demo_url,
                 "moto": stack.moto_url,
                 "eventbridge": stack.eventbridge_url,
+                "control": stack.control_url,
             }
             partial = Path(ready_file).with_suffix(".partial")
             partial.write_text(json.dumps(urls), encoding="utf-8")

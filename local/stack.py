@@ -10,6 +10,10 @@ Grant lifecycle: the grants table's stream in moto is polled (local/streams.py) 
 that delivers to the demo app (`GET <demo>/events`). The Nylas webhook destination is created only
 once the gateway serves `/nylas/webhooks` (the emulator runs the challenge during the create call).
 
+Scheduled functions (template.yaml's `Schedule` events, e.g. the revoke sweeper) run on a compressed
+interval (local/scheduler.py); the stack's control API (local/control.py, `control_url`) runs one now,
+moves the clock (under `python -m local.run`) and injects AWS faults (local/aws_faults.py).
+
 The functions' environment is resolved from template.yaml (`Globals.Function.Environment`) with local
 parameter values and written into os.environ (handlers read their configuration from there, once per
 "container", i.e. per process); `stop()` restores the previous environment.
@@ -37,8 +41,10 @@ from local.aws import (
     start_local_aws,
 )
 from local.aws import client as aws_client  # moto's endpoint with the fake credentials
+from local.aws_faults import FaultBook
 from local.eventbridge import LocalEventBridge
 from local.gateway import API_ID, ModuleHandlerLoader, create_app, make_context
+from local.scheduler import DEFAULT_MAX_INTERVAL, Scheduler, schedules
 from local.template import LOCAL_PSEUDO_PARAMETERS, Route, function_environment, load_template
 
 LOG = logging.getLogger("local.stack")
@@ -58,6 +64,9 @@ class Stack:
     eventbridge: LocalEventBridge | None = None
     eventbridge_url: str = ""
     webhook_secret_arn: str = ""
+    control_url: str = ""
+    scheduler: Scheduler | None = None
+    faults: FaultBook | None = None
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -284,12 +293,15 @@ def start_stack(
     api_key: str = DEFAULT_LOCAL_API_KEY,
     parameter_overrides: Mapping[str, Any] | None = None,
     grant_events_stream: bool = True,
+    schedule_max_seconds: float | None = DEFAULT_MAX_INTERVAL,
 ) -> Stack:
     """Start moto (tables + secrets), the emulator (+ Nylas setup), the gateway and the demo page.
 
     A port of 0 picks a free one. `parameter_overrides` are extra template parameter values
     (e.g. `{"SessionTtlSeconds": 60}`). `grant_events_stream=False` leaves the grants table's stream
     unpolled (the bench invokes `grant_events` itself and counts every AWS call of this process).
+    `schedule_max_seconds` is the longest local interval of a scheduled function (the revoke sweeper's
+    `rate(5 minutes)` → 15 s); None runs them only on demand (`POST <control_url>/_local/sweep`).
     """
     if nylas_api not in ("v3", "beta"):
         raise ValueError(f"nylas_api must be v3 or beta, not {nylas_api!r}")
@@ -321,7 +333,7 @@ def start_stack(
         from local.demo import EventLog
 
         event_log = EventLog()
-        eventbridge = LocalEventBridge(targets=[event_log.add])
+        eventbridge = LocalEventBridge(targets=[event_log.add], faults=aws.faults)
         eventbridge_sock = bind_socket(host, 0)
         stops.append(eventbridge_sock.close)
         served_eventbridge = serve_app(eventbridge.app(), eventbridge_sock, name="eventbridge")
@@ -374,8 +386,22 @@ def start_stack(
 
         from local.demo import create_app as create_demo_app
 
-        gateway = serve_app(create_app(template), gateway_sock, name="gateway")
+        loader = ModuleHandlerLoader()
+        gateway = serve_app(create_app(template, loader=loader), gateway_sock, name="gateway")
         stops.append(gateway.stop)
+        # Scheduled functions share the gateway's loader: one module (one "container" state) per function.
+        scheduler = Scheduler(
+            schedules(template),
+            loader,
+            max_interval=schedule_max_seconds or DEFAULT_MAX_INTERVAL,
+            run_on_schedule=schedule_max_seconds is not None,
+        )
+        control_sock = bind_socket(host, 0)
+        stops.append(control_sock.close)
+        from local.control import create_control_app
+
+        control = serve_app(create_control_app(scheduler, aws.faults), control_sock, name="control")
+        stops.append(control.stop)
         if grant_events_stream:
             stops.append(_start_grant_events(aws.url, aws.table_names["GrantsTable"]))
         if nylas_api == "v3":  # after the gateway serves: Nylas runs the challenge during the create
@@ -390,6 +416,7 @@ def start_stack(
                 LOG.info("nylas setup: %s", line)
         demo = serve_app(create_demo_app(gateway_url, api_key, demo_url, event_log), demo_sock, name="demo")
         stops.append(demo.stop)
+        stops.append(scheduler.start().stop)  # last: the first sweep finds everything serving
     except BaseException:
         for stop in reversed(stops):
             try:
@@ -411,5 +438,8 @@ def start_stack(
         eventbridge=eventbridge,
         eventbridge_url=socket_url(eventbridge_sock),
         webhook_secret_arn=webhook_secret_arn,
+        control_url=socket_url(control_sock),
+        scheduler=scheduler,
+        faults=aws.faults,
         _stops=stops,
     )

@@ -21,6 +21,9 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 MAX_IDLE_INTERVAL = 1.0
+# Every running poller by table, for the stack's control API (`GET /_local/streams`): a caller can
+# wait until each has polled and found nothing since its own last write (tests/chaos).
+POLLERS: dict[str, StreamPoller] = {}
 
 
 class StreamPoller:
@@ -47,14 +50,21 @@ class StreamPoller:
         self._thread = threading.Thread(target=self._run, name=f"stream-{table}", daemon=True)
         self.stream_arn = str(self.dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"])
         self.batches = 0
+        self.idle_polls = 0  # polls that found nothing to do (no new record, no failed batch)
 
     def start(self) -> StreamPoller:
         self._thread.start()
+        POLLERS[self.table] = self
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if POLLERS.get(self.table) is self:
+            del POLLERS[self.table]
+
+    def describe(self) -> dict[str, int]:
+        return {"batches": self.batches, "idle_polls": self.idle_polls}
 
     def _iterators(self, positions: dict[str, str]) -> dict[str, str]:
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
@@ -82,6 +92,7 @@ class StreamPoller:
             if progressed:
                 idle = self.interval
             else:
+                self.idle_polls += 1
                 # An idle stack (the test suites keep several alive) backs off to one poll a second
                 # instead of three moto calls every `interval`; any record brings the pace back.
                 self._stop.wait(idle)

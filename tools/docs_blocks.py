@@ -4,7 +4,8 @@ A generated block sits between `<!-- <name>:start -->` and `<!-- <name>:end -->`
 Two generators write them from the same run:
 
 - `python -m tools.figures` (after pytest in `make test`): the security, fault and concurrency tables
-  into docs/security.md (`figures`) and their one-line summary into README.md (`figures-summary`);
+  into docs/security.md (`figures`) and their one-line summary into README.md (`figures-summary`),
+  and the fault campaign's figures into docs/security.md (`campaign`);
 - `make bench` (`bench.publish`): the bench tables into docs/performance.md (`bench`) and their
   one-line summary into README.md (`bench-summary`).
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (file relative to the repository root, block name)
 BLOCKS: tuple[tuple[str, str], ...] = (
     ("docs/security.md", "figures"),
+    ("docs/security.md", "campaign"),
     ("README.md", "figures-summary"),
     ("docs/performance.md", "bench"),
     ("README.md", "bench-summary"),

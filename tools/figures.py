@@ -5,7 +5,8 @@
 (see their conftest.py). This renders both between `<!-- figures:start -->` and `<!-- figures:end -->`
 in docs/security.md, and their one-line summary between `<!-- figures-summary:start -->` and
 `<!-- figures-summary:end -->` in README.md (tools/docs_blocks.py), so the figures shown are always
-the ones a run produced.
+the ones a run produced. The fault campaign (tests/chaos) writes `test-results/figures-chaos.json`,
+rendered between `<!-- campaign:start -->` and `<!-- campaign:end -->` in docs/security.md.
 """
 
 from __future__ import annotations
@@ -98,10 +99,59 @@ def summary(security: dict[str, Any], faults: dict[str, Any]) -> str:
     )
 
 
-def write(security: dict[str, Any], faults: dict[str, Any], root: Path = ROOT) -> list[str]:
-    """Rewrite both blocks; the files that changed."""
+_INVARIANTS = {
+    "a": "every grant alive at Nylas is held by exactly one record, or revoked by one sweep",
+    "b": "no two records share a grant or a mailbox; every guard agrees with its record",
+    "c": "each record's status is what Nylas says of its grant",
+    "d": "every record change published once per event id, nothing for no change",
+    "e": "no 5xx for bad input, nor any 5xx no injected fault explains",
+}
+
+
+def render_campaign(campaign: dict[str, Any]) -> str:
+    """The fault campaign's figures (tests/chaos): sequences, steps, faults, invariants checked."""
+    runs = campaign.get("runs") or []
+    seeds = ", ".join(str(r["seed"]) for r in runs) or "n/a"
+    violating = campaign["sequences_violating"]
+    lines = [
+        f"**Fault campaign:** {campaign['sequences']:,} random sequences, {campaign['steps']:,} steps in all "
+        f"(seed {seeds}), {campaign['faults_injected']:,} faults injected, "
+        f"{campaign['invariants_checked']:,} invariant checks once quiet; "
+        + (
+            "every sequence held every invariant."
+            if violating == 0
+            else f"**{violating} sequences violated one**."
+        ),
+        "",
+        "| invariant | checks |",
+        "|---|---|",
+    ]
+    for key, text in _INVARIANTS.items():
+        lines.append(f"| ({key}) {text} | {campaign['checks_by_invariant'].get(key, 0):,} |")
+    lines += ["", "| step | times |", "|---|---|"]
+    for name, count in sorted(campaign["steps_by_rule"].items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"| {name} | {count:,} |")
+    lines += ["", "| fault injected | times |", "|---|---|"]
+    for name, count in sorted(campaign["faults_by_kind"].items(), key=lambda kv: (-kv[1], kv[0])):
+        if count:
+            lines.append(f"| {name} | {count:,} |")
+    lines += ["", f"_From the test run of {campaign.get('generated_at', 'the last run')}._"]
+    return "\n".join(lines)
+
+
+def write(
+    security: dict[str, Any],
+    faults: dict[str, Any],
+    root: Path = ROOT,
+    campaign: dict[str, Any] | None = None,
+) -> list[str]:
+    """Rewrite the blocks (the campaign's only when its figures are given); the files that changed."""
     changed = []
-    if replace_block(root / "docs" / "security.md", "figures", render(security, faults)):
+    page = root / "docs" / "security.md"
+    wrote = replace_block(page, "figures", render(security, faults))
+    if campaign is not None:
+        wrote = replace_block(page, "campaign", render_campaign(campaign)) or wrote
+    if wrote:
         changed.append("docs/security.md")
     if replace_block(root / "README.md", "figures-summary", summary(security, faults)):
         changed.append("README.md")
@@ -113,8 +163,11 @@ def main() -> int:
     if security is None or faults is None:
         print("figures: no complete set of figures in test-results/ (run `make test`)", file=sys.stderr)
         return 0
+    campaign = _load("figures-chaos.json")
+    if campaign is None:
+        print("figures: no fault campaign figures (tests/chaos did not run): its block is left as is")
     try:
-        changed = write(security, faults)
+        changed = write(security, faults, campaign=campaign)
     except MissingMarkers as exc:
         print(f"figures: {exc}; restore the markers (tools/docs_blocks.py lists them)", file=sys.stderr)
         return 1

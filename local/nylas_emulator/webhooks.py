@@ -20,7 +20,8 @@ time.
 Control (``/_emulator/webhooks/...``, no auth): ``faults`` (``duplicate``: each notification twice;
 ``hold``: keep notifications until ``release``, which sends them in ``fifo`` or ``reverse`` order, i.e.
 out of order; ``delay_ms``: wait before each send), ``release``, ``deliveries`` (what was sent and the
-answers) and ``send`` (emit a trigger for an existing grant, e.g. to replay).
+answers; ``pending``: how many are still queued, being sent or held) and ``send`` (emit a trigger
+for an existing grant, e.g. to replay).
 """
 
 from __future__ import annotations
@@ -128,7 +129,13 @@ class Dispatcher:
         self._seq = itertools.count()
         self._cond = threading.Condition(store.lock)
         self._thread: threading.Thread | None = None
+        self.in_flight = 0  # popped from the queue, being sent
         self.post: Callable[[str, bytes, dict[str, str]], int] = _post
+
+    def pending(self) -> int:
+        """Notifications not yet answered for good: queued (retries included), being sent, or held."""
+        with self._cond:
+            return len(self._queue) + self.in_flight + len(self.held)
 
     def reset(self) -> None:
         with self._cond:
@@ -224,7 +231,12 @@ class Dispatcher:
                     headers["content-encoding"] = "gzip"
                 headers["x-nylas-signature"] = sign(webhook.secret, body)
                 url = webhook.webhook_url
-            status = self.post(url, body, headers)
+                self.in_flight += 1
+            try:
+                status = self.post(url, body, headers)
+            finally:
+                with self._cond:
+                    self.in_flight -= 1
             with self._cond:
                 self.deliveries.append(
                     {
@@ -446,7 +458,8 @@ async def release(request: Request) -> Response:
 
 async def deliveries(request: Request) -> Response:
     with store_of(request).lock:
-        return _control(request, {"deliveries": list(dispatcher_of(store_of(request)).deliveries)})
+        dispatcher = dispatcher_of(store_of(request))
+        return _control(request, {"deliveries": list(dispatcher.deliveries), "pending": dispatcher.pending()})
 
 
 async def send(request: Request) -> Response:

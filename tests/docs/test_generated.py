@@ -105,6 +105,40 @@ def test_figures_write_the_tables_into_security_md_and_one_line_into_the_readme(
     assert figures.write(SECURITY, _faults(), root=root) == []  # a second run changes nothing
 
 
+CAMPAIGN: dict[str, Any] = {
+    "sequences": 12,
+    "steps": 150,
+    "steps_by_rule": {"connect": 40, "sweep": 9},
+    "faults_injected": 31,
+    "faults_by_kind": {"AWS dynamodb *: throttling": 4, "notifications: duplicated": 0},
+    "invariants_checked": 1234,
+    "checks_by_invariant": {"a": 100, "b": 200, "c": 34, "d": 800, "e": 100},
+    "sequences_violating": 0,
+    "runs": [{"seed": 42, "passed": True, "seconds": 99.0}],
+    "generated_at": "2026-12-07T06:00:00Z",
+}
+
+
+def test_the_fault_campaign_figures_go_into_their_own_block_of_security_md(tmp_path: Path) -> None:
+    root = _copy_pages(tmp_path)
+    figures.write(SECURITY, _faults(), root=root)
+    without = (root / "docs" / "security.md").read_text(encoding="utf-8")
+    assert "**Fault campaign:**" not in without  # no campaign figures: its block is left alone
+    assert figures.write(SECURITY, _faults(), root=root, campaign=CAMPAIGN) == ["docs/security.md"]
+    page = (root / "docs" / "security.md").read_text(encoding="utf-8")
+    block = page.split(markers("campaign")[0], 1)[1].split(markers("campaign")[1], 1)[0]
+    assert block.strip().startswith(
+        "**Fault campaign:** 12 random sequences, 150 steps in all (seed 42), 31 faults injected, "
+        "1,234 invariant checks once quiet; every sequence held every invariant."
+    )
+    assert "| (d) every record change published once per event id, nothing for no change | 800 |" in block
+    assert "| connect | 40 |" in block
+    assert "| AWS dynamodb *: throttling | 4 |" in block
+    assert "notifications: duplicated" not in block  # a fault never injected is not listed
+    assert "| api key | 108 |" in page  # the other block is untouched by the campaign's
+    assert "violated one" in figures.render_campaign({**CAMPAIGN, "sequences_violating": 2})
+
+
 def test_figures_summary_says_so_when_parallel_flows_did_not_hold() -> None:
     assert "did not converge" in figures.summary(SECURITY, _faults(duplicates=1))
     assert "every flow connected once" not in figures.summary(SECURITY, _faults(duplicates=1))

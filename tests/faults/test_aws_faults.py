@@ -121,7 +121,10 @@ class Local:
 @pytest.fixture(scope="module")
 def local() -> Iterator[Local]:
     _forget_container()
-    stack = start_stack(nylas_api="v3", gateway_port=0, emulator_port=0, moto_port=0, demo_port=0)
+    # No scheduled sweeper: its calls would share the container's clients and their fault hook.
+    stack = start_stack(
+        nylas_api="v3", gateway_port=0, emulator_port=0, moto_port=0, demo_port=0, schedule_max_seconds=None
+    )
     try:
         urls = StackUrls(
             flavour="v3",

@@ -31,6 +31,7 @@ class StackUrls:
     demo: str
     moto: str
     eventbridge: str = ""
+    control: str = ""  # the stack's own control API (local/control.py): sweep, clock, AWS faults
     api_key: str = LOCAL_API_KEY
     log: Path | None = None  # the stack process's stdout and stderr
 
@@ -114,7 +115,8 @@ def running_stack(
 ) -> Iterator[StackUrls]:
     """Start `python -m local.run` for `flavour` on free ports (the stack binds port 0 itself and
     reports its URLs through TC_READY_FILE: no port can be taken by someone else in between).
-    `env` adds settings for this stack (e.g. NYLAS_READ_TIMEOUT_MS) to the shell's environment."""
+    `env` adds settings for this stack (e.g. NYLAS_READ_TIMEOUT_MS) to the shell's environment; the
+    scheduled functions run only on demand unless `env` sets TC_SCHEDULE_MAX_SECONDS."""
     results = ROOT / "test-results"
     results.mkdir(exist_ok=True)
     for attempt in range(1, attempts + 1):
@@ -129,6 +131,10 @@ def running_stack(
             "TC_MOTO_PORT": "0",
             "TC_READY_FILE": str(ready_file),
             "PYTHONUNBUFFERED": "1",
+            # Scheduled functions on demand only (`POST <control>/_local/sweep`): a sweeper running by
+            # itself every 15 s would make the suites that count Nylas and AWS calls depend on timing.
+            # tests/local/test_scheduled_sweeper.py runs the schedule.
+            "TC_SCHEDULE_MAX_SECONDS": "0",
             **(env or {}),
         }
         log_path = results / f"stack-{tag}.log"
@@ -150,6 +156,7 @@ def running_stack(
                     demo=urls["demo"],
                     moto=urls["moto"],
                     eventbridge=urls.get("eventbridge", ""),
+                    control=urls.get("control", ""),
                     log=log_path,
                 )
                 return
