@@ -334,6 +334,7 @@ def start_stack(
             "NylasApi": nylas_api,
             "NylasRegion": "us",
             "NylasBaseUrl": emulator_url,
+            "MicrosoftLoginUrl": emulator_url,  # the emulator also plays Microsoft Entra (admin consent)
             "AzureTenant": "common",
             "AllowedReturnUrls": f"{demo_url}/return",
             "PublicBaseUrl": gateway_url,
