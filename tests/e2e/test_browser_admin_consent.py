@@ -39,7 +39,9 @@ def new_page(chromium: Browser) -> Page:
 
 def test_from_need_admin_approval_to_a_connected_user(chromium: Browser, stack: StackUrls) -> None:
     policy = httpx.post(
-        f"{stack.emulator}/_emulator/tenants", json={"domain": DOMAIN, "user_consent": "admin_only"}, timeout=10
+        f"{stack.emulator}/_emulator/tenants",
+        json={"domain": DOMAIN, "user_consent": "admin_only"},
+        timeout=10,
     )
     assert policy.status_code == 200, policy.text
     tenant_id = policy.json()["tenant_id"]

@@ -71,8 +71,10 @@ FIGURES = Figures()
 # --------------------------------------------------------------------------- stacks and emulator
 @contextmanager
 def fault_ready_stack(flavour: str) -> Iterator[StackUrls]:
-    """`running_stack(flavour)` whose handlers wait `READ_TIMEOUT_MS` for Nylas per attempt."""
-    with running_stack(flavour, env={"NYLAS_READ_TIMEOUT_MS": READ_TIMEOUT_MS}) as urls:
+    """`running_stack(flavour)` whose handlers wait `READ_TIMEOUT_MS` for Nylas (and Microsoft) per
+    attempt."""
+    env = {"NYLAS_READ_TIMEOUT_MS": READ_TIMEOUT_MS, "MICROSOFT_READ_TIMEOUT_MS": READ_TIMEOUT_MS}
+    with running_stack(flavour, env=env) as urls:
         yield urls
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from teams_connect.observability import logger
-from teams_connect.rules.lifecycle import SOURCE, GrantEvent, event_for
+from teams_connect.rules.lifecycle import SOURCE, event_for
 
 CHUNK = 10
 PUBLISHED = "GrantEventsPublished"
@@ -49,7 +49,7 @@ def events_client() -> Any:
     return _client
 
 
-def entry(event: GrantEvent, bus: str) -> dict[str, Any]:
+def entry(event: Event, bus: str) -> dict[str, Any]:
     return {
         "Source": SOURCE,
         "DetailType": event.detail_type,
@@ -58,12 +58,29 @@ def entry(event: GrantEvent, bus: str) -> dict[str, Any]:
     }
 
 
-def publish(records: Sequence[Mapping[str, Any]], *, client: Any, bus: str) -> tuple[list[str], int]:
-    """Publish the events of `records`; returns (sequence numbers of failed records, events sent)."""
-    pending: list[tuple[str, GrantEvent]] = []
+class Event(Protocol):
+    """What a stream record becomes: grant events (rules.lifecycle) and session events
+    (rules.session_events) alike."""
+
+    @property
+    def detail_type(self) -> str: ...
+
+    def detail(self) -> dict[str, Any]: ...
+
+
+def publish(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    client: Any,
+    bus: str,
+    mapper: Callable[[Mapping[str, Any]], Event | None] = event_for,
+) -> tuple[list[str], int]:
+    """Publish the events of `records` (`mapper`: a stream record → its event or None; the grants
+    table's by default); returns (sequence numbers of failed records, events sent)."""
+    pending: list[tuple[str, Event]] = []
     for record in records:
         sequence = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
-        event = event_for(record)
+        event = mapper(record)
         if event is not None:
             pending.append((sequence, event))
     failed: list[str] = []
