@@ -166,7 +166,8 @@ def session_status(client: Any, session_id: str) -> str:
 
 
 def sessions_of(client: Any, user_id: str) -> list[dict[str, Any]]:
-    return [i for i in scan_all(client, SESSIONS_TABLE) if i["user_id"]["S"] == user_id]
+    # Admin-consent flows share the table and have no user (kind = admin_consent).
+    return [i for i in scan_all(client, SESSIONS_TABLE) if i.get("user_id", {}).get("S") == user_id]
 
 
 # --------------------------------------------------------------------------- responses
