@@ -41,7 +41,7 @@ from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import httpx
 
@@ -66,6 +66,11 @@ FUNCTIONS = (
     "revoke_sweeper",
     "session_status",
     "connect_script",
+    "create_admin_consent",
+    "admin_consent_start",
+    "admin_consent_callback",
+    "get_tenant",
+    "session_events",
 )
 LOGICAL_IDS = {
     "create_session": "CreateSessionFunction",
@@ -82,9 +87,14 @@ LOGICAL_IDS = {
     "revoke_sweeper": "RevokeSweeperFunction",
     "session_status": "SessionStatusFunction",
     "connect_script": "ConnectScriptFunction",
+    "create_admin_consent": "CreateAdminConsentFunction",
+    "admin_consent_start": "AdminConsentStartFunction",
+    "admin_consent_callback": "AdminConsentCallbackFunction",
+    "get_tenant": "GetTenantFunction",
+    "session_events": "SessionEventsFunction",
 }
 # Functions without an HTTP route: (template timeout) for their Lambda context.
-EVENT_SOURCED = {"grant_events": 30, "revoke_sweeper": 60}
+EVENT_SOURCED = {"grant_events": 30, "revoke_sweeper": 60, "session_events": 30}
 # The floors: the least any implementation of a function must load at init. `services`: the botocore
 # clients it needs; `httpx`: it calls Nylas (httpx.Client with its TLS context); `boto3`: a library
 # the issue mandates imports boto3 on its own (Powertools Idempotency's DynamoDB persistence layer:
@@ -114,6 +124,12 @@ FLOOR_OF = {
     "revoke_sweeper": "httpx",
     "session_status": "dynamodb",  # one GetItem; no secret, no Nylas
     "connect_script": "static",  # the script is in the package: no AWS, no Nylas
+    # Admin consent: Microsoft (the emulator locally) instead of Nylas, through httpx alone.
+    "create_admin_consent": "httpx",  # a `tenant` is resolved through Microsoft's discovery document
+    "admin_consent_start": "aws",  # Microsoft's URL is built locally
+    "admin_consent_callback": "httpx",  # the client-credentials check
+    "get_tenant": "aws",
+    "session_events": "events",
 }
 # Round trips in the beta flavour: meetings and webhooks are v3 only (beta answers 400 / has none).
 BETA_FUNCTIONS = (
@@ -272,6 +288,8 @@ class Driver:
         self.serial = 0
         self.dynamodb = client("dynamodb", stack.moto_url)
         self.stream = StreamReader(stack.moto_url, stack.table_names["GrantsTable"])
+        self.session_stream = StreamReader(stack.moto_url, stack.table_names["SessionsTable"])
+        self._tenant_id: str | None = None
         self._meeting_user: str | None = None
         self._webhook_secret: str | None = None
         self.notifications = 0
@@ -525,7 +543,86 @@ class Driver:
             return self.event(function, "GET", path, path_parameters={"session_id": session_id})
         if function == "connect_script":
             return self.event(function, "GET", "/connect/v1/connect.js", headers={"accept-encoding": "gzip"})
+        if function == "create_admin_consent":
+            return self.admin_link_event()
+        if function == "admin_consent_start":
+            return self.admin_start_event(self.admin_link())
+        if function == "admin_consent_callback":
+            return self.admin_callback_event()
+        if function == "get_tenant":
+            return self.tenant_event()
+        if function == "session_events":
+            return self.session_stream_event()
         return self.grant_event(function, self.connected_user())
+
+    # admin consent (the emulator plays Microsoft Entra)
+    def admin_link_event(self) -> dict[str, Any]:
+        body = json.dumps({"return_to": f"{self.stack.demo_url}/return"}).encode()
+        return self.event(
+            "create_admin_consent",
+            "POST",
+            "/v1/admin-consents",
+            headers={"authorization": f"Bearer {self.stack.api_key}", "content-type": "application/json"},
+            body=body,
+        )
+
+    def admin_link(self) -> str:
+        response = self.call("create_admin_consent", self.admin_link_event())
+        assert response["statusCode"] == 201, response
+        return str(json.loads(response["body"])["consent_id"])
+
+    def admin_start_event(self, consent_id: str) -> dict[str, Any]:
+        return self.event(
+            "admin_consent_start", "GET", "/connect/admin-consent", query=f"consent={consent_id}"
+        )
+
+    def admin_callback_event(self) -> dict[str, Any]:
+        """A link followed and accepted by an administrator at the emulator's Microsoft page."""
+        response = self.call("admin_consent_start", self.admin_start_event(self.admin_link()))
+        assert response["statusCode"] == 302, response
+        cookies = [c.split(";", 1)[0] for c in response.get("cookies") or []]
+        url = str(response["headers"]["Location"])
+        page = self.browser.get(url)
+        parser = _FormParser()
+        parser.feed(page.text)
+        assert parser.action is not None, page.text[:300]
+        action = urljoin(url, parser.action)
+        data = {**parser.fields, "email": "it@bench-tenant.example", "decision": "accept"}
+        posted = self.browser.post(action, data=data)
+        assert posted.status_code == 302, posted.text[:300]
+        callback = urlsplit(posted.headers["location"])
+        return self.event(
+            "admin_consent_callback",
+            "GET",
+            "/connect/admin-consent/callback",
+            query=callback.query,
+            headers={"cookie": "; ".join(cookies)},
+        )
+
+    def tenant_event(self) -> dict[str, Any]:
+        if self._tenant_id is None:
+            response = self.call("admin_consent_callback", self.admin_callback_event())
+            assert response["statusCode"] == 302, response
+            self._tenant_id = parse_qs(urlsplit(response["headers"]["Location"]).query)["tenant"][0]
+        return self.event(
+            "get_tenant",
+            "GET",
+            f"/v1/tenants/{self._tenant_id}",
+            headers={"authorization": f"Bearer {self.stack.api_key}"},
+            path_parameters={"tenant_id": self._tenant_id},
+        )
+
+    def session_stream_event(self) -> dict[str, Any]:
+        """The sessions table's stream records of one admin consent (created, started, consumed,
+        completed): one `Tenant Admin Consented` event to publish."""
+        self.session_stream.read()  # skip what earlier steps wrote
+        response = self.call("admin_consent_callback", self.admin_callback_event())
+        assert response["statusCode"] == 302, response
+        records = self.session_stream.read()
+        assert any(
+            r["dynamodb"].get("NewImage", {}).get("status", {}).get("S") == "completed" for r in records
+        )
+        return {"Records": records}
 
 
 class StreamReader:
@@ -771,6 +868,11 @@ WARM_ITERATIONS = {
     "revoke_sweeper": 30,
     "session_status": 200,
     "connect_script": 200,
+    "create_admin_consent": 100,
+    "admin_consent_start": 150,
+    "admin_consent_callback": 40,
+    "get_tenant": 200,
+    "session_events": 30,
 }
 
 
@@ -854,7 +956,7 @@ def warm(driver: Driver, scale: float) -> dict[str, Any]:
 
 def check_answer(function: str, response: dict[str, Any]) -> None:
     """The invocation did what the bench counts (not an error path with fewer calls)."""
-    if function == "grant_events":
+    if function in ("grant_events", "session_events"):
         assert response == {"batchItemFailures": []}, response
     elif function == "revoke_sweeper":
         assert response["revoked"] >= 1, response
@@ -927,6 +1029,11 @@ SECRETS_USED = {
     "revoke_sweeper": 1,  # the Nylas API key
     "session_status": 0,
     "connect_script": 0,
+    "create_admin_consent": 1,  # API keys
+    "admin_consent_start": 1,  # the Azure app (its client id)
+    "admin_consent_callback": 1,  # the Azure app (its credentials, for the client-credentials check)
+    "get_tenant": 1,  # API keys
+    "session_events": 0,
 }
 # Expected steady-state calls per invocation (issue 12 item 8, issue 11, issue 9): DynamoDB operations
 # exactly, Nylas and EventBridge call counts.
@@ -955,6 +1062,26 @@ ROUND_TRIPS: dict[str, tuple[dict[str, int], int, int, str]] = {
         0,
         "per due grant: outbox Query + owner GetItem + 1 Nylas revoke + entry DeleteItem",
     ),
+    "create_admin_consent": (
+        {"PutItem": 1},
+        0,
+        0,
+        "1 PutItem of the link (a `tenant`'s discovery is cached)",
+    ),
+    "admin_consent_start": (
+        {"UpdateItem": 1},
+        0,
+        0,
+        "1 conditional UpdateItem; Microsoft's URL built locally",
+    ),
+    "admin_consent_callback": (
+        {"UpdateItem": 1, "TransactWriteItems": 1},
+        1,
+        0,
+        "consume (UpdateItem) + 1 Microsoft client-credentials check + tenant and completion (1 transaction)",
+    ),
+    "get_tenant": ({"GetItem": 1}, 0, 0, "1 GetItem"),
+    "session_events": ({}, 0, 1, "0 DynamoDB (the records come in the event), 1 PutEvents per batch"),
 }
 FLOOR_NOTES = {
     "aws": "botocore DynamoDB + Secrets Manager clients",

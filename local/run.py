@@ -97,6 +97,13 @@ def banner(stack: Stack) -> str:
             _schedule_line(stack),
             f"  curl -s -X POST {stack.control_url}/_local/sweep      (run the revoke sweeper now)",
             "",
+            "Admin consent: make an organisation require its administrator's approval, then connect as",
+            "one of its users from the demo page (e.g. max@contoso.com); click 'Ask your administrator':",
+            f"  curl -s -X POST {stack.emulator_url}/_emulator/tenants \\",
+            "       -H 'Content-Type: application/json' \\",
+            '       -d \'{"domain": "contoso.com", "user_consent": "admin_only"}\'',
+            f"  (Microsoft Entra is played by the emulator too: MicrosoftLoginUrl = {stack.emulator_url})",
+            "",
             "Ctrl-C stops everything.",
             "",
         ]

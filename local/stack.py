@@ -234,13 +234,22 @@ def setup_webhook(
 
 def _start_grant_events(moto_url: str, table: str) -> Callable[[], None]:
     """The stream → `functions/grant_events` mapping, locally (one invocation at a time, as Lambda)."""
+    return _start_stream(moto_url, table, "GrantEventsFunction", "functions/grant_events/")
+
+
+def _start_session_events(moto_url: str, table: str) -> Callable[[], None]:
+    """The sessions table's stream → `functions/session_events` (Connect Failed, Tenant Admin Consented)."""
+    return _start_stream(moto_url, table, "SessionEventsFunction", "functions/session_events/")
+
+
+def _start_stream(moto_url: str, table: str, logical_id: str, code_uri: str) -> Callable[[], None]:
     from local.streams import StreamPoller
 
     route = Route(
         method="",
         path="",
-        function_logical_id="GrantEventsFunction",
-        code_uri="functions/grant_events/",
+        function_logical_id=logical_id,
+        code_uri=code_uri,
         handler="app.lambda_handler",
         timeout=30,
     )
@@ -298,10 +307,11 @@ def start_stack(
     """Start moto (tables + secrets), the emulator (+ Nylas setup), the gateway and the demo page.
 
     A port of 0 picks a free one. `parameter_overrides` are extra template parameter values
-    (e.g. `{"SessionTtlSeconds": 60}`). `grant_events_stream=False` leaves the grants table's stream
-    unpolled (the bench invokes `grant_events` itself and counts every AWS call of this process).
-    `schedule_max_seconds` is the longest local interval of a scheduled function (the revoke sweeper's
-    `rate(5 minutes)` → 15 s); None runs them only on demand (`POST <control_url>/_local/sweep`).
+    (e.g. `{"SessionTtlSeconds": 60}`). `grant_events_stream=False` leaves the grants and sessions
+    tables' streams unpolled (the bench invokes `grant_events` itself and counts every AWS call of
+    this process). `schedule_max_seconds` is the longest local interval of a scheduled function (the
+    revoke sweeper's `rate(5 minutes)` → 15 s); None runs them only on demand
+    (`POST <control_url>/_local/sweep`).
     """
     if nylas_api not in ("v3", "beta"):
         raise ValueError(f"nylas_api must be v3 or beta, not {nylas_api!r}")
@@ -346,6 +356,7 @@ def start_stack(
             "NylasApi": nylas_api,
             "NylasRegion": "us",
             "NylasBaseUrl": emulator_url,
+            "MicrosoftLoginUrl": emulator_url,  # the emulator also plays Microsoft Entra (admin consent)
             "AzureTenant": "common",
             "AllowedReturnUrls": f"{demo_url}/return",
             "PublicBaseUrl": gateway_url,
@@ -358,9 +369,12 @@ def start_stack(
             "WebhookSecret": webhook_secret_arn,
             # The bus the stack owns (EventBusName left empty): its name, as `Ref` gives it in AWS.
             "LifecycleEventBus": f"{LOCAL_PSEUDO_PARAMETERS['AWS::StackName']}-lifecycle",
-            "GrantsTable.StreamArn": aws.client("dynamodb").describe_table(
-                TableName=aws.table_names["GrantsTable"]
-            )["Table"]["LatestStreamArn"],
+            **{
+                f"{table}.StreamArn": aws.client("dynamodb").describe_table(
+                    TableName=aws.table_names[table]
+                )["Table"]["LatestStreamArn"]
+                for table in ("GrantsTable", "SessionsTable")
+            },
         }
         environment = {
             **function_environment(template, parameter_values, resolved),
@@ -404,6 +418,7 @@ def start_stack(
         stops.append(control.stop)
         if grant_events_stream:
             stops.append(_start_grant_events(aws.url, aws.table_names["GrantsTable"]))
+            stops.append(_start_session_events(aws.url, aws.table_names["SessionsTable"]))
         if nylas_api == "v3":  # after the gateway serves: Nylas runs the challenge during the create
             for line in setup_webhook(
                 nylas_base_url=emulator_url,

@@ -383,7 +383,8 @@ def _table_key_arn_targets(template: dict[str, Any], node: Any) -> bool:
 
 def _sessions_and_grants(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     tables = _resources(template, "AWS::DynamoDB::Table")
-    return {name: tables[name] for name in ("SessionsTable", "GrantsTable") if name in tables}
+    # TenantsTable (admin consent) holds data of customers too: the same PITR and SSE rules.
+    return {name: tables[name] for name in ("SessionsTable", "GrantsTable", "TenantsTable") if name in tables}
 
 
 def policy_tables(template: dict[str, Any]) -> list[str]:
@@ -631,6 +632,23 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
             ("dynamodb:ConditionCheckItem", "GrantsTable"),
             ("secretsmanager:GetSecretValue", "NylasSecretArn"),
         }
+    ),
+    # Admin consent (docs/admin-consent.md): links in the sessions table, tenants in their own table.
+    "CreateAdminConsentFunction": frozenset(
+        {("dynamodb:PutItem", "SessionsTable"), ("secretsmanager:GetSecretValue", "ApiKeysSecretArn")}
+    ),
+    "AdminConsentStartFunction": frozenset(
+        {("dynamodb:UpdateItem", "SessionsTable"), ("secretsmanager:GetSecretValue", "AzureSecretArn")}
+    ),
+    "AdminConsentCallbackFunction": frozenset(
+        {
+            ("dynamodb:UpdateItem", "SessionsTable"),
+            ("dynamodb:PutItem", "TenantsTable"),
+            ("secretsmanager:GetSecretValue", "AzureSecretArn"),
+        }
+    ),
+    "GetTenantFunction": frozenset(
+        {("dynamodb:GetItem", "TenantsTable"), ("secretsmanager:GetSecretValue", "ApiKeysSecretArn")}
     ),
     "NylasSetupFunction": frozenset(
         {

@@ -7,7 +7,7 @@ from teams_connect.errors import SessionInvalid
 from teams_connect.http import apigw, web
 from teams_connect.rules.security import parse_query
 
-flow = build_flow(get_settings())
+flow = build_flow(get_settings(), with_tenants=True)  # + the grant's Microsoft tenant (tenant_id)
 
 
 @apigw.browser_route("GET", "/connect/callback")

@@ -2,7 +2,9 @@
 
 It talks to teams-connect only from its server side, with the backend API key, exactly as an
 integrating SaaS backend would: `POST /v1/sessions` -> redirect the browser to `connect_url`;
-on return `GET /v1/grants/{user_id}`; `DELETE /v1/grants/{user_id}` to disconnect; "Schedule a
+on return `GET /v1/grants/{user_id}`; `DELETE /v1/grants/{user_id}` to disconnect; on
+`admin_consent_required`, "Ask your administrator" creates an admin-consent link (`POST
+/v1/admin-consents`) and shows it to forward; "Schedule a
 Teams meeting" calls `POST /v1/users/{user_id}/meetings` (with an Idempotency-Key minted when the form
 is shown, so a double submit books one meeting) and shows the join link.
 
@@ -161,6 +163,18 @@ def _schedule_form(user_id: str) -> str:
     )
 
 
+def _admin_consent_form(user_id: str) -> str:
+    """Shown on `admin_consent_required`: the user cannot fix it alone; their IT administrator can."""
+    return (
+        '<p id="admin-consent-help">Your organisation requires an administrator to approve this app '
+        "before you can connect your Microsoft account.</p>"
+        '<form method="post" action="/admin-consent">'
+        f'<input type="hidden" name="user_id" value="{escape(user_id)}">'
+        '<button type="submit" id="admin-consent">Ask your administrator</button>'
+        "</form>"
+    )
+
+
 def _error_code(response: httpx.Response) -> str:
     try:
         return str(response.json()["error"]["code"])
@@ -311,12 +325,52 @@ def create_app(
                 f'<span id="error-code">{escape(code)}</span></p>' + _connect_form(user_id or DEFAULT_USER_ID)
             )
             return _page("Connection failed", body)
+        if status == "admin_consented":
+            # The administrator approved the app for their organisation: the user can connect now.
+            body = (
+                '<p id="result" class="ok">Your organisation approved the app (tenant '
+                f'<span id="tenant">{escape(params.get("tenant", ""))}</span>). You can connect now.</p>'
+                + _connect_form(user_id or DEFAULT_USER_ID)
+            )
+            return _page("Administrator approved", body)
         code = params.get("error", "") or "unknown"
         body = (
             '<p id="result" class="error">Connection failed: '
-            f'<span id="error-code">{escape(code)}</span></p>' + _connect_form(user_id or DEFAULT_USER_ID)
+            f'<span id="error-code">{escape(code)}</span></p>'
+            + (_admin_consent_form(user_id or DEFAULT_USER_ID) if code == "admin_consent_required" else "")
+            + _connect_form(user_id or DEFAULT_USER_ID)
         )
         return _page("Connection failed", body)
+
+    async def admin_consent(request: Request) -> Response:
+        """`POST /v1/admin-consents`: a one-time link for the user's IT administrator, shown to copy."""
+        form = await request.form()
+        user_id = str(form.get("user_id") or "").strip() or DEFAULT_USER_ID
+        return_to = f"{public_url}/return?{urlencode({'user_id': user_id})}"
+        async with httpx.AsyncClient(timeout=15.0) as http:
+            try:
+                created = await http.post(
+                    f"{api_url}/v1/admin-consents", json={"return_to": return_to}, headers=auth
+                )
+            except httpx.HTTPError as exc:
+                created = httpx.Response(502, json={"error": {"code": type(exc).__name__}})
+        if created.status_code != 201:
+            body = (
+                '<p id="result" class="error">Could not create the link: '
+                f'<span id="error-code">{escape(_error_code(created))}</span></p>'
+                + _admin_consent_form(user_id)
+            )
+            return _page("Ask your administrator", body, 502)
+        data = created.json()
+        url = str(data["consent_url"])
+        body = (
+            "<p>Send this link to your IT administrator. It works once, for one organisation, until "
+            f'<span id="admin-consent-expires">{escape(str(data.get("expires_at", "")))}</span>.</p>'
+            f'<p><a id="admin-consent-url" href="{escape(url)}" rel="noopener noreferrer">'
+            f"{escape(url)}</a></p>"
+            "<p><small>After the administrator approved, connect again.</small></p>" + _connect_form(user_id)
+        )
+        return _page("Ask your administrator", body)
 
     async def schedule(request: Request) -> Response:
         form = await request.form()
@@ -484,5 +538,6 @@ def create_app(
             Route("/popup.js", popup_script, methods=["GET"]),
             Route("/popup/session", popup_session, methods=["POST"]),
             Route("/return/popup", popup_returned, methods=["GET"]),
+            Route("/admin-consent", admin_consent, methods=["POST"]),
         ]
     )

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import beta, consent, control, v3_api, v3_auth, webhooks
+from . import beta, consent, control, entra, v3_api, v3_auth, webhooks
 from .config import EmulatorConfig
 from .errors import V3_TYPE_BY_STATUS, EmulatorError, v3_error_response
 from .faults import DropConnection, EmulatorMiddleware, install_log_filter
@@ -66,6 +66,8 @@ def _routes() -> list[Route]:
         *webhooks.routes(),
         # control
         *control.routes(),
+        # Microsoft Entra (MicrosoftLoginUrl points here locally): tenants, admin consent, token, discovery
+        *entra.routes(),
     ]
 
 

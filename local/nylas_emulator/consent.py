@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from . import entra
 from .common import PERSONAL_MICROSOFT_DOMAINS, config_of, page_fail, redirect, store_of, with_query
 from .errors import PageError, html_page
 from .state import AuthCode, Flavour, PendingLogin, new_secret
@@ -114,8 +115,12 @@ async def _submit(request: Request, flavour: Flavour) -> Response:
             return redirect(with_query(login.redirect_uri, params))
         if not is_email(email):
             return render_form(login, email=email[:320], error="Enter a valid email address.", status=400)
-        login.used = True
         personal = email.rsplit("@", 1)[-1].lower() in PERSONAL_MICROSOFT_DOMAINS
+        if not personal and entra.needs_admin_approval(store, email, flavour):
+            # Microsoft's "Need admin approval": the login waits there for the user's decision.
+            login.approval_email = email
+            return entra.render_approval(login, email)
+        login.used = True
         if personal and refuses_personal_accounts(request, flavour):
             params = [
                 ("error", PERSONAL_ACCOUNT_ERROR),
@@ -126,6 +131,7 @@ async def _submit(request: Request, flavour: Flavour) -> Response:
             if login.state is not None:
                 params.append(("state", login.state))
             return redirect(with_query(login.redirect_uri, params))
+        entra.record_user_consent(store, email, flavour)
         existed = store.grant_by_email(email) is not None
         grant = store.upsert_grant(
             email=email,

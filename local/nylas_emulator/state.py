@@ -179,6 +179,32 @@ class PendingLogin:
     # beta only
     account_id: str | None = None
     used: bool = False
+    #: Set when the user chose Allow but their tenant requires an administrator's approval: the login
+    #: then waits on the "Need admin approval" page (entra.py) for this email's decision.
+    approval_email: str | None = None
+
+
+@dataclass
+class Tenant:
+    """A Microsoft Entra tenant: one per email domain (entra.py)."""
+
+    tenant_id: str
+    domain: str
+    user_consent: Literal["allowed", "admin_only"]
+    #: Azure app client ids present in the tenant (a service principal exists): after an
+    #: administrator's consent, or after a user's own consent where the policy allows it.
+    apps: set[str] = field(default_factory=set)
+    #: Azure app client ids an administrator consented to for the whole tenant.
+    admin_consented_apps: set[str] = field(default_factory=set)
+    consented_at: int | None = None
+
+    def to_json(self) -> JSON:
+        return {
+            "tenant_id": self.tenant_id,
+            "domain": self.domain,
+            "user_consent": self.user_consent,
+            "admin_consented": bool(self.admin_consented_apps),
+        }
 
 
 @dataclass
@@ -244,6 +270,7 @@ class Store:
             self.redirect_uris: dict[str, RedirectUri] = {}
             self.integrations: dict[str, Integration] = {}
             self.logins: dict[str, PendingLogin] = {}
+            self.tenants: dict[str, Tenant] = {}  # by lower-case domain (entra.py)
             self.codes: dict[str, AuthCode] = {}
             self.tokens: dict[str, Token] = {}
             self.events: dict[str, list[JSON]] = {}
@@ -363,4 +390,5 @@ class Store:
                 "tokens": len(self.tokens),
                 "events": {grant_id: len(events) for grant_id, events in self.events.items()},
                 "faults": [f.to_json() for f in self.faults],
+                "tenants": [t.to_json() for t in self.tenants.values()],
             }

@@ -136,7 +136,11 @@ def allowed_location(stack: StackUrls, location: str, *, sent_by: str | None = N
     if origin == stack.emulator:
         return True
     if sent_by == stack.emulator:
-        return origin == stack.gateway and parts.path == "/connect/callback"
+        # Nylas's callback, or (the emulator also plays Microsoft Entra) the admin-consent callback.
+        return origin == stack.gateway and parts.path in (
+            "/connect/callback",
+            "/connect/admin-consent/callback",
+        )
     if origin == stack.demo and (parts.path == RETURN_PATH or parts.path.startswith(RETURN_PATH + "/")):
         leaked = SECRET_QUERY_PARAMS & set(parse_qs(parts.query, keep_blank_values=True))
         return not leaked and not parts.fragment

@@ -35,6 +35,19 @@ CONTRACT_BROWSER_CODES = {
     "account_already_linked",
     "email_mismatch",
     "account_not_supported",
+    "admin_consent_required",
+    "upstream_unavailable",
+    "server_error",
+}
+# contract.md, "Enterprise tenants": the codes an admin-consent flow can end with.
+CONTRACT_ADMIN_CONSENT_CODES = {
+    "access_denied",
+    "session_invalid",
+    "session_expired",
+    "session_used",
+    "browser_mismatch",
+    "tenant_mismatch",
+    "consent_unverified",
     "upstream_unavailable",
     "server_error",
 }
@@ -204,8 +217,10 @@ def test_every_error_code_of_the_code_is_documented_and_nothing_else(spec: dict[
     schemas = spec["components"]["schemas"]
     api_codes = set(schemas["ApiErrorCode"]["enum"])
     browser_codes = set(schemas["BrowserErrorCode"]["enum"])
+    consent_codes = set(schemas["AdminConsentErrorCode"]["enum"])
     assert browser_codes == CONTRACT_BROWSER_CODES
-    assert api_codes | browser_codes == set(code_statuses())
+    assert consent_codes == CONTRACT_ADMIN_CONSENT_CODES
+    assert api_codes | browser_codes | consent_codes == set(code_statuses())
 
 
 def test_api_error_responses_carry_the_codes_of_their_status(spec: dict[str, Any]) -> None:
@@ -248,7 +263,18 @@ def test_browser_routes_document_every_status_a_flow_can_end_with(spec: dict[str
     for code in spec["components"]["schemas"]["BrowserErrorCode"]["enum"]:
         for status in statuses[code]:
             assert str(status) in callback, f"{code} -> {status} missing on /connect/callback"
-    for key in ("GET /connect/start", "GET /connect/callback"):
+    consent_callback = operations(spec)["GET /connect/admin-consent/callback"]["responses"]
+    for code in spec["components"]["schemas"]["AdminConsentErrorCode"]["enum"]:
+        for status in statuses[code]:
+            assert str(status) in consent_callback, (
+                f"{code} -> {status} missing on the admin-consent callback"
+            )
+    for key in (
+        "GET /connect/start",
+        "GET /connect/callback",
+        "GET /connect/admin-consent",
+        "GET /connect/admin-consent/callback",
+    ):
         responses = operations(spec)[key]["responses"]
         assert "302" in responses, key
         for status, response in responses.items():

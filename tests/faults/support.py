@@ -71,8 +71,10 @@ FIGURES = Figures()
 # --------------------------------------------------------------------------- stacks and emulator
 @contextmanager
 def fault_ready_stack(flavour: str) -> Iterator[StackUrls]:
-    """`running_stack(flavour)` whose handlers wait `READ_TIMEOUT_MS` for Nylas per attempt."""
-    with running_stack(flavour, env={"NYLAS_READ_TIMEOUT_MS": READ_TIMEOUT_MS}) as urls:
+    """`running_stack(flavour)` whose handlers wait `READ_TIMEOUT_MS` for Nylas (and Microsoft) per
+    attempt."""
+    env = {"NYLAS_READ_TIMEOUT_MS": READ_TIMEOUT_MS, "MICROSOFT_READ_TIMEOUT_MS": READ_TIMEOUT_MS}
+    with running_stack(flavour, env=env) as urls:
         yield urls
 
 
@@ -164,7 +166,8 @@ def session_status(client: Any, session_id: str) -> str:
 
 
 def sessions_of(client: Any, user_id: str) -> list[dict[str, Any]]:
-    return [i for i in scan_all(client, SESSIONS_TABLE) if i["user_id"]["S"] == user_id]
+    # Admin-consent flows share the table and have no user (kind = admin_consent).
+    return [i for i in scan_all(client, SESSIONS_TABLE) if i.get("user_id", {}).get("S") == user_id]
 
 
 # --------------------------------------------------------------------------- responses

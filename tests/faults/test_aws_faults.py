@@ -353,3 +353,102 @@ def test_secrets_manager_down_at_cold_start(env: Local) -> None:
         3,
         layer="secretsmanager",
     )
+
+
+# --------------------------------------------------------------------------- admin consent
+
+
+def _admin_at_callback(urls: StackUrls, browser: Browser, domain: str) -> tuple[str, str]:
+    """An admin-consent link followed in `browser` and accepted at the emulator's Microsoft page:
+    returns (consent id, the callback URL Microsoft sent the browser to)."""
+    import httpx
+
+    from tests.support.flow_client import parse_consent_form
+
+    httpx.post(
+        f"{urls.emulator}/_emulator/tenants",
+        json={"domain": domain, "user_consent": "admin_only"},
+        timeout=10,
+    )
+    with api_client(urls) as api:
+        made = api.post("/v1/admin-consents", json={"return_to": f"{urls.demo}/return"}).json()
+    started = browser.http.get(made["consent_url"])
+    assert started.status_code == 302, started.text
+    page = browser.http.get(started.headers["location"])
+    form = parse_consent_form(str(page.url), page.text)
+    answer = browser.http.post(form.url, data={**form.fields, "email": f"it@{domain}", "decision": "accept"})
+    assert answer.status_code == 302, answer.text
+    return str(made["consent_id"]), str(answer.headers["location"])
+
+
+def _consent_status(urls: StackUrls, consent_id: str) -> str:
+    item = urls.dynamodb().get_item(
+        TableName=SESSIONS_TABLE, Key={"session_id": {"S": consent_id}}, ConsistentRead=True
+    )["Item"]
+    return str(item["status"]["S"])
+
+
+def _tenants(urls: StackUrls) -> int:
+    return int(urls.dynamodb().scan(TableName="TenantsTable", Select="COUNT")["Count"])
+
+
+def test_admin_consent_link_put_throttled(env: Local) -> None:
+    urls = env.urls
+    before = urls.dynamodb().scan(TableName=SESSIONS_TABLE, Select="COUNT")["Count"]
+    rule = env.faults.add("PutItem", _is(SESSIONS_TABLE), "ProvisionedThroughputExceededException")
+    with api_client(urls) as api:
+        answer = api.post("/v1/admin-consents", json={"return_to": f"{urls.demo}/return"})
+    assert_json_error(answer, 503, "upstream_unavailable")
+    assert rule.hits == 3
+    assert urls.dynamodb().scan(TableName=SESSIONS_TABLE, Select="COUNT")["Count"] == before
+    _record("sessions PutItem (admin consent)", "ProvisionedThroughputExceededException", "503 JSON", 3)
+
+
+def test_admin_consent_consume_throttled_makes_no_microsoft_call(env: Local) -> None:
+    urls = env.urls
+    emulator = FaultEmulator(urls.emulator)
+    with Browser(urls) as browser:
+        consent_id, callback = _admin_at_callback(urls, browser, "throttle-consume.example")
+        emulator.reset_calls()
+        rule = env.faults.add("UpdateItem", _is(SESSIONS_TABLE, "consumed_at"), "ThrottlingException")
+        answer = browser.http.get(callback)
+        assert_error_page(answer, 503, "upstream_unavailable")  # the flow is not identified yet
+        assert rule.hits == 3
+        assert emulator.count("POST /{tenant}/oauth2/v2.0/token") == 0
+        assert _consent_status(urls, consent_id) == "consent_started"
+        env.faults.clear()
+        done = browser.http.get(callback)  # the same administrator retries: it completes
+        assert redirect_params(done, f"{urls.demo}/return")["status"] == "admin_consented"
+    emulator.http.close()
+    _record(
+        "sessions UpdateItem (admin consent)", "ThrottlingException", "503 HTML page, no Microsoft call", 3
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "extra"),
+    [
+        ("ThrottlingException", {}),
+        (
+            "TransactionCanceledException",
+            {"CancellationReasons": [{"Code": "ThrottlingError"}, {"Code": "None"}]},
+        ),
+    ],
+    ids=["throttled", "cancelled-throttling"],
+)
+def test_admin_consent_record_transaction_fails(env: Local, code: str, extra: dict[str, Any]) -> None:
+    urls = env.urls
+    with Browser(urls) as browser:
+        consent_id, callback = _admin_at_callback(urls, browser, f"throttle-record-{len(extra)}.example")
+        before = _tenants(urls)
+        rule = env.faults.add("TransactWriteItems", _transaction_with("Put"), code, **extra)
+        answer = browser.http.get(callback)
+        assert_error_redirect(answer, f"{urls.demo}/return", "upstream_unavailable")
+        assert rule.hits >= 1
+        assert _tenants(urls) == before, "nothing recorded"
+        assert _consent_status(urls, consent_id) == "consent_started", "released: the browser may retry"
+        env.faults.clear()
+        done = browser.http.get(callback)
+        assert redirect_params(done, f"{urls.demo}/return")["status"] == "admin_consented"
+        assert _tenants(urls) == before + 1
+    _record("TransactWriteItems (admin consent)", code, "302 upstream_unavailable, flow released", rule.hits)

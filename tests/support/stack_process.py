@@ -96,6 +96,10 @@ _FUNCTION_SETTINGS = frozenset(
         "WEBHOOK_SECRET_ARN",
         "EVENT_BUS_NAME",
         "GRANTS_STREAM_ARN",
+        "SESSIONS_STREAM_ARN",
+        "MICROSOFT_LOGIN_URL",
+        "ADMIN_CONSENT_TTL_SECONDS",
+        "TENANTS_TABLE",
     }
 )
 

@@ -26,6 +26,7 @@ ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "TeamsConnect",
     "IDEMPOTENCY_TABLE": "idempotency",
     "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook-AbCdEf",
+    "TENANTS_TABLE": "tenants",
 }
 PROBE = """
 import importlib.util, json, sys
@@ -47,6 +48,10 @@ HTTP_FUNCTIONS = (
     "delete_meeting",
     "nylas_webhooks",
     "session_status",
+    "create_admin_consent",
+    "admin_consent_start",
+    "admin_consent_callback",
+    "get_tenant",
 )
 # create_meeting legitimately loads Powertools Idempotency (issue 12: idempotent creation on DynamoDB).
 # Its package imports its DynamoDB persistence layer, which imports boto3 at module level, and boto3
@@ -112,6 +117,14 @@ def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> s
         ("grant_events", "v3", set()),
         ("session_status", "v3", set()),  # one DynamoDB read: no secrets, no Nylas
         ("connect_script", "v3", set()),
+        ("session_events", "v3", set()),
+        # Admin consent: the start builds Microsoft's URL locally and the lookup reads DynamoDB; the
+        # callback (client-credentials check) and link creation (a tenant's discovery) call Microsoft
+        # with httpx alone (no Nylas retry stack or breaker).
+        ("admin_consent_start", "v3", set()),
+        ("get_tenant", "v3", set()),
+        ("admin_consent_callback", "v3", {"httpx"}),
+        ("create_admin_consent", "v3", {"httpx"}),
     ],
 )
 def test_a_handler_imports_only_what_it_uses(function: str, flavour: str, expected: set[str]) -> None:
@@ -139,7 +152,9 @@ def test_no_boto3_no_resolver_no_unused_powertools_on_http_routes(function: str,
     assert "botocore.client" in modules  # the clients are created at init (no network: see below)
 
 
-@pytest.mark.parametrize("function", [*HTTP_FUNCTIONS, "create_meeting", "grant_events", "revoke_sweeper"])
+@pytest.mark.parametrize(
+    "function", [*HTTP_FUNCTIONS, "create_meeting", "grant_events", "session_events", "revoke_sweeper"]
+)
 def test_the_first_connection_imports_nothing(function: str) -> None:
     # botocore encodes the host name of its first connection with the IDNA codec: loaded at init
     # (teams_connect.adapters.aws), not inside the first invocation (bench: "first call imports").
@@ -215,7 +230,7 @@ print(json.dumps(sorted(n for n in sys.modules if n.startswith(heavy) or n == "t
 """
 
 
-@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events"])
+@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events", "session_events"])
 def test_lifecycle_handlers_load_no_resolver_and_no_batch_utility(function: str) -> None:
     env = {**os.environ, **ENV, "NYLAS_API": "v3", "PYTHONPATH": str(ROOT / "layers" / "core")}
     env.pop("LAMBDA_TASK_ROOT", None)

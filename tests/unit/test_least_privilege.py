@@ -25,7 +25,7 @@ from . import test_flow_beta as beta_support
 from .conftest import BETA_BASE, GRANTS, SESSIONS, V3_BASE, Aws, make_harness
 from .test_flow_v3 import TOKEN_URL, cookies_of, start, token_response
 
-LOGICAL = {SESSIONS: "SessionsTable", GRANTS: "GrantsTable"}
+LOGICAL = {SESSIONS: "SessionsTable", GRANTS: "GrantsTable", "tc-tenants": "TenantsTable"}  # + admin consent
 _SINGLE = {
     "get_item": "GetItem",
     "put_item": "PutItem",

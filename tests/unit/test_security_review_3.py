@@ -448,18 +448,19 @@ def test_g8_the_publisher_is_bounded_and_writes_are_scoped_to_their_items() -> N
     from local.template import load_template
 
     resources = load_template()["Resources"]
-    publisher = resources["GrantEventsFunction"]["Properties"]
-    assert publisher["PermissionsBoundary"] == {"Ref": "GrantEventsBoundary"}
-    boundary = resources["GrantEventsBoundary"]["Properties"]["PolicyDocument"]["Statement"]
-    stream = next(s for s in boundary if s["Sid"] == "GrantsStreamOnly")
-    assert stream["Resource"] == {"Fn::Sub": "${GrantsTable.Arn}/stream/*"}
+    for name, table in (("GrantEvents", "Grants"), ("SessionEvents", "Sessions")):
+        publisher = resources[f"{name}Function"]["Properties"]
+        assert publisher["PermissionsBoundary"] == {"Ref": f"{name}Boundary"}
+        boundary = resources[f"{name}Boundary"]["Properties"]["PolicyDocument"]["Statement"]
+        stream = next(s for s in boundary if s["Sid"] == f"{table}StreamOnly")
+        assert stream["Resource"] == {"Fn::Sub": f"${{{table}Table.Arn}}/stream/*"}
 
     def statements(function: str) -> dict[str, Any]:
         found = resources[function]["Properties"]["Policies"][0]["Statement"]
         return {s["Sid"]: s for s in found if isinstance(s, dict) and "Sid" in s}
 
-    key = statements("GrantEventsFunction")["StreamKey"]
-    assert "kms:ViaService" in key["Condition"]["StringEquals"]
+    for name in ("GrantEventsFunction", "SessionEventsFunction"):
+        assert "kms:ViaService" in statements(name)["StreamKey"]["Condition"]["StringEquals"]
     webhook = statements("NylasWebhooksFunction")
     leading = "dynamodb:LeadingKeys"
     assert webhook["GrantsWebhookMarkers"]["Condition"]["ForAllValues:StringLike"][leading] == [

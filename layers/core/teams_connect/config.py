@@ -25,6 +25,9 @@ DEFAULT_BETA_SCOPES = (
     "EWS.AccessAsUser.All",
 )
 MAX_SESSION_TTL = 600
+DEFAULT_MICROSOFT_LOGIN_URL = "https://login.microsoftonline.com"
+DEFAULT_ADMIN_CONSENT_TTL = 604_800  # 7 days: the link is forwarded to an IT administrator
+MIN_ADMIN_CONSENT_TTL, MAX_ADMIN_CONSENT_TTL = 600, 2_592_000
 DEFAULT_FLOW_TTL = 900
 MIN_FLOW_TTL, MAX_FLOW_TTL = 120, 1800
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -70,6 +73,11 @@ class Settings:
     nylas_read_timeout_ms: int = 5000
     webhook_secret_arn: str = ""  # the stack-created secret the setup fills (grant webhooks, v3)
     flow_ttl_seconds: int = DEFAULT_FLOW_TTL
+    # Admin consent (docs/admin-consent.md)
+    microsoft_login_url: str = DEFAULT_MICROSOFT_LOGIN_URL
+    admin_consent_ttl_seconds: int = DEFAULT_ADMIN_CONSENT_TTL
+    tenants_table: str = ""  # required only by the admin-consent functions
+    microsoft_read_timeout_ms: int = 4000
 
     @property
     def beta_login_expires_in(self) -> int:
@@ -84,6 +92,11 @@ class Settings:
     @property
     def callback_url(self) -> str:
         return f"{self.public_base_url}/connect/callback"
+
+    @property
+    def admin_consent_callback_url(self) -> str:
+        """The Azure app's second redirect URI (where Microsoft returns the administrator)."""
+        return f"{self.public_base_url}/connect/admin-consent/callback"
 
     @property
     def cookie_secure(self) -> bool:
@@ -135,6 +148,18 @@ class Settings:
             # are separate: a late click still leaves the user the whole flow TTL for sign-in and MFA.
             flow_ttl_seconds=_int(get, "FLOW_TTL_SECONDS", DEFAULT_FLOW_TTL, MIN_FLOW_TTL, MAX_FLOW_TTL),
             webhook_secret_arn=_arn(get, "WEBHOOK_SECRET_ARN", required=False),
+            microsoft_login_url=_origin_url(
+                "MICROSOFT_LOGIN_URL", get("MICROSOFT_LOGIN_URL") or DEFAULT_MICROSOFT_LOGIN_URL
+            ),
+            admin_consent_ttl_seconds=_int(
+                get,
+                "ADMIN_CONSENT_TTL_SECONDS",
+                DEFAULT_ADMIN_CONSENT_TTL,
+                MIN_ADMIN_CONSENT_TTL,
+                MAX_ADMIN_CONSENT_TTL,
+            ),
+            tenants_table=_table(get, "TENANTS_TABLE") if get("TENANTS_TABLE") else "",
+            microsoft_read_timeout_ms=_int(get, "MICROSOFT_READ_TIMEOUT_MS", 4000, 100, 25000),
         )
 
 

@@ -82,6 +82,31 @@ class AccountNotSupported(ConnectError):
     default_message = "This is a personal Microsoft account. Please sign in with a work or school account."
 
 
+class AdminConsentRequired(ConnectError):
+    code = "admin_consent_required"
+    status = 403
+    default_message = (
+        "Your organisation requires an administrator to approve this app before you can connect. "
+        "Please ask your IT administrator."
+    )
+
+
+class TenantMismatch(ConnectError):
+    """Admin consent: an administrator of another organisation than the link's answered."""
+
+    code = "tenant_mismatch"
+    status = 403
+    default_message = "This approval link was made for another organisation."
+
+
+class ConsentUnverified(ConnectError):
+    """Admin consent: Microsoft does not confirm the app in the tenant."""
+
+    code = "consent_unverified"
+    status = 502
+    default_message = "Microsoft did not confirm the approval for your organisation. Please try again."
+
+
 class UpstreamUnavailable(ConnectError):
     code = "upstream_unavailable"
     status = 503
@@ -105,6 +130,7 @@ BROWSER_CODES = frozenset(
         "account_already_linked",
         "email_mismatch",
         "account_not_supported",
+        "admin_consent_required",
         "upstream_unavailable",
         "server_error",
     }

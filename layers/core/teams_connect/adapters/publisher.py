@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from teams_connect.observability import logger
-from teams_connect.rules.lifecycle import SOURCE, GrantEvent, event_for
+from teams_connect.rules.lifecycle import SOURCE, event_for
 
 CHUNK = 10
 PUBLISHED = "GrantEventsPublished"
@@ -49,13 +49,23 @@ def events_client() -> Any:
     return _client
 
 
-def entry(event: GrantEvent, bus: str) -> dict[str, Any]:
+def entry(event: Event, bus: str) -> dict[str, Any]:
     return {
         "Source": SOURCE,
         "DetailType": event.detail_type,
         "Detail": json.dumps(event.detail(), separators=(",", ":")),
         "EventBusName": bus,
     }
+
+
+class Event(Protocol):
+    """What a stream record becomes: grant events (rules.lifecycle) and session events
+    (rules.session_events) alike."""
+
+    @property
+    def detail_type(self) -> str: ...
+
+    def detail(self) -> dict[str, Any]: ...
 
 
 def from_stream(record: Mapping[str, Any], sources: Collection[str]) -> bool:
@@ -65,12 +75,18 @@ def from_stream(record: Mapping[str, Any], sources: Collection[str]) -> bool:
 
 
 def publish(
-    records: Sequence[Mapping[str, Any]], *, client: Any, bus: str, sources: Collection[str]
+    records: Sequence[Mapping[str, Any]],
+    *,
+    client: Any,
+    bus: str,
+    sources: Collection[str],
+    mapper: Callable[[Mapping[str, Any]], Event | None] = event_for,
 ) -> tuple[list[str], int]:
     """Publish the events of `records` that come from `sources` (security review 3, G6: whoever may
-    invoke the function cannot have it publish what they like); returns (sequence numbers of failed
-    records, events sent). Records of another source are logged and dropped, never retried."""
-    pending: list[tuple[str, GrantEvent]] = []
+    invoke the function cannot have it publish what they like); `mapper` turns a stream record into its
+    event or None (the grants table's by default). Returns (sequence numbers of failed records, events
+    sent). Records of another source are logged and dropped, never retried."""
+    pending: list[tuple[str, Event]] = []
     for record in records:
         sequence = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
         if not from_stream(record, sources):
@@ -79,7 +95,7 @@ def publish(
                 extra={"event_source": str(record.get("eventSource"))[:40]},
             )
             continue
-        event = event_for(record)
+        event = mapper(record)
         if event is not None:
             pending.append((sequence, event))
     failed: list[str] = []

@@ -36,6 +36,7 @@ from teams_connect.errors import (
     AccessDenied,
     AccountAlreadyLinked,
     AccountNotSupported,
+    AdminConsentRequired,
     Conflict,
     ConnectError,
     EmailMismatch,
@@ -64,6 +65,7 @@ _EMBEDDING_FIELDS = frozenset({"display", "reconnect"})
 DISPLAYS = ("redirect", "popup")
 _CALLBACK_ERRORS: dict[str, type[ConnectError]] = {
     AccessDenied.code: AccessDenied,
+    AdminConsentRequired.code: AdminConsentRequired,
     AccountNotSupported.code: AccountNotSupported,
     GrantInvalid.code: GrantInvalid,
     UpstreamUnavailable.code: UpstreamUnavailable,
@@ -130,6 +132,7 @@ def grant_json(record: GrantRecord) -> dict[str, Any]:
         "teams": record.teams,
         "connected_at": iso_utc(record.connected_at),
         "updated_at": iso_utc(record.updated_at),
+        "tenant_id": record.tenant_id,
     }
 
 
@@ -143,6 +146,7 @@ class ConnectFlow:
         nylas: NylasPort | None,
         *,
         clock: Callable[[], float] = time.time,
+        tenant_of: Callable[[str, float | None], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -150,6 +154,9 @@ class ConnectFlow:
         self.secrets = secrets
         self._nylas = nylas
         self._clock = clock
+        # The mailbox's Entra tenant, best effort (adapters.microsoft.MicrosoftIdentity.tenant_of_email):
+        # stored on the grant record as `tenant_id`. None: not looked up.
+        self._tenant_of = tenant_of
 
     @property
     def nylas(self) -> NylasPort:
@@ -388,11 +395,13 @@ class ConnectFlow:
             error = end(EmailMismatch(), retryable=False)
             revoker.discard(grant.grant_id, deadline=deadline)
             raise error
+        tenant_id = self._tenant_of(grant.email, deadline) if self._tenant_of is not None else None
         now = self.now()
         status, missing = lifecycle.status_for(
             lifecycle.VALID, grant.scopes, lifecycle.required_scopes(self.settings)
         )
         record = GrantRecord(
+            tenant_id=tenant_id,
             user_id=session.user_id,
             grant_id=grant.grant_id,
             email=grant.email,
@@ -515,10 +524,12 @@ def build_flow(
     with_nylas: bool = True,
     lazy_nylas_http: bool = False,
     clock: Callable[[], float] = time.time,
+    with_tenants: bool = False,
 ) -> ConnectFlow:
     """Create the container's clients once, at init: DynamoDB and Secrets Manager always; the Nylas
     HTTP stack (httpx, retries, breaker) when the function calls Nylas. `lazy_nylas_http` defers it to
-    the first call for a function that may make none (v3 `connect_start` builds the URL locally)."""
+    the first call for a function that may make none (v3 `connect_start` builds the URL locally).
+    `with_tenants`: the callback also learns each stored grant's Microsoft tenant (`tenant_id`)."""
     client = dynamodb_client()
     secrets_client()  # the Secrets Manager client, created now rather than in the first request
     secrets = SecretsProvider(settings)
@@ -541,6 +552,20 @@ def build_flow(
             from teams_connect.adapters.nylas.beta import BetaAdapter
 
             port = BetaAdapter(settings, secrets, nylas_http())  # beta start calls Nylas
+    tenant_of: Callable[[str, float | None], str | None] | None = None
+    if with_tenants:
+        # The grant's tenant, from its mailbox's domain (Microsoft's discovery document), looked up by
+        # the callback when it stores a grant: its HTTP client is created now, at init.
+        from teams_connect.adapters.microsoft import MicrosoftIdentity
+
+        identity = MicrosoftIdentity(
+            settings.microsoft_login_url, read_timeout=settings.microsoft_read_timeout_ms / 1000
+        )
+        identity.warm()
+
+        def tenant_of(email: str, deadline: float | None) -> str | None:
+            return identity.tenant_of_email(email, deadline=deadline)
+
     return ConnectFlow(
         settings,
         SessionStore(settings.sessions_table, client),
@@ -548,4 +573,5 @@ def build_flow(
         secrets,
         port,
         clock=clock,
+        tenant_of=tenant_of,
     )

@@ -286,6 +286,15 @@ def popup_result(
     )
 
 
+def admin_consented(return_to: str | None, tenant_id: str, cookies: Sequence[Cookie] = ()) -> Response:
+    """The end of a successful admin consent: `status=admin_consented&tenant=<tenant id>`."""
+    if return_to:
+        return redirect(with_status(return_to, {"status": "admin_consented", "tenant": tenant_id}), cookies)
+    return html_page(
+        200, "admin_consented", "Your organisation approved the app. You can close this window.", cookies
+    )
+
+
 def browser_not_found() -> Response:
     """Any other method or path sent to a browser function."""
     return html_page(404, "not_found", "This page does not exist.")

@@ -28,6 +28,7 @@ from teams_connect.adapters.secrets import SecretsProvider
 from teams_connect.config import DEFAULT_BETA_SCOPES, Settings, is_loopback_host
 from teams_connect.errors import GrantInvalid, ServerError, SessionInvalid
 from teams_connect.observability import logger
+from teams_connect.rules.microsoft import refusal_code
 from teams_connect.rules.security import EMAIL_RE, GRANT_ID_RE, check_state
 
 CLOCK_SKEW_SECONDS = 60
@@ -96,7 +97,10 @@ class BetaAdapter:
         state = check_state(query.get("state"))
         success = query.get("success")
         if success == "false":
-            return CallbackInput(state=state, error="access_denied")
+            # Microsoft's "an administrator must approve" wherever it is (docs/admin-consent.md); else
+            # the user's own refusal.
+            named = refusal_code(query.get(k) for k in ("error", "error_description", "reason"))
+            return CallbackInput(state=state, error=named or "access_denied")
         if success != "true":
             # Neither outcome Nylas sends: not a callback at all. A 4xx that consumes nothing.
             raise SessionInvalid()

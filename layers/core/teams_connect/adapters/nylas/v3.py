@@ -26,6 +26,7 @@ from teams_connect.errors import (
     UpstreamUnavailable,
 )
 from teams_connect.observability import logger
+from teams_connect.rules.microsoft import refusal_code
 from teams_connect.rules.security import GRANT_ID_RE, check_state, pkce_challenge
 
 if TYPE_CHECKING:  # httpx and the retry stack load only when a call is made (v3 start makes none)
@@ -106,9 +107,14 @@ class V3Adapter:
         state = check_state(query.get("state"))
         if "error" in query:
             error = query["error"]
+            # Microsoft's "an administrator must approve" wherever Nylas puts it (docs/admin-consent.md).
+            named = refusal_code(
+                query.get(k) for k in ("error", "error_description", "error_code", "error_subcode")
+            )
             return CallbackInput(
                 state=state,
-                error=(
+                error=named
+                or (
                     callback_error_code(error, query.get("error_description", ""))
                     if _ERROR_RE.match(error)
                     else "grant_invalid"

@@ -45,6 +45,8 @@ class GrantRecord:
     status_changed_at: int = 0
     missing_scopes: tuple[str, ...] = ()
     notified_at: int = 0
+    #: The mailbox's Microsoft Entra tenant where it could be learnt (docs/admin-consent.md); None otherwise.
+    tenant_id: str | None = None
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -65,6 +67,8 @@ class GrantRecord:
             item["status_changed_at"] = {"N": str(self.status_changed_at)}
         if self.notified_at:
             item["notified_at"] = {"N": str(self.notified_at)}
+        if self.tenant_id:
+            item["tenant_id"] = {"S": self.tenant_id}
         return item
 
     @classmethod
@@ -84,6 +88,7 @@ class GrantRecord:
             status_changed_at=int(item.get("status_changed_at", {}).get("N", "0")),
             missing_scopes=tuple(x["S"] for x in item.get("missing_scopes", {}).get("L", [])),
             notified_at=int(item.get("notified_at", {}).get("N", "0")),
+            tenant_id=item.get("tenant_id", {}).get("S") or None,
         )
 
 
