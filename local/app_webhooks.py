@@ -58,7 +58,8 @@ def create_queues(endpoint_url: str, template: Template) -> LocalQueues:
         attributes: dict[str, str] = {}
         if fifo:
             attributes["FifoQueue"] = "true"
-            attributes["ContentBasedDeduplication"] = str(bool(props.get("ContentBasedDeduplication"))).lower()
+            dedupe = bool(props.get("ContentBasedDeduplication"))
+            attributes["ContentBasedDeduplication"] = "true" if dedupe else "false"
         for name in ("VisibilityTimeout", "MessageRetentionPeriod"):
             if name in props:
                 attributes[name] = str(props[name])
@@ -206,3 +207,44 @@ class QueuePoller:
             "eventSourceARN": self.queue_arn,
             "awsRegion": REGION,
         }
+
+
+#: The local stack's compressed clock: 24 h of retry budget pass in one minute.
+DEFAULT_CLOCK_SCALE = 1440
+_ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def new_generated_secret(length: int) -> str:
+    """What the template's GenerateSecretString (letters and digits, no punctuation) makes."""
+    import secrets
+
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
+
+
+def generated_secret_string(template: Template, logical_id: str) -> str:
+    """The SecretString a template secret with GenerateSecretString would hold, generated locally."""
+    spec = _resource(template, logical_id)["GenerateSecretString"]
+    value = json.loads(spec.get("SecretStringTemplate") or "{}")
+    value[spec["GenerateStringKey"]] = new_generated_secret(int(spec["PasswordLength"]))
+    return json.dumps(value)
+
+
+def start_delivery(
+    endpoint_url: str, template: Template, queues: LocalQueues, route: Any, handler: Handler
+) -> QueuePoller:
+    """The SQS event source of `AppWebhookFunction`, locally (its own environment, as in Lambda)."""
+    from local.gateway import make_context
+
+    return QueuePoller(
+        endpoint_url,
+        queues.urls["AppWebhookQueue"],
+        queues.arns["AppWebhookQueue"],
+        handler,
+        lambda: make_context(route),
+        batch_size=batch_size(template),
+    ).start()
+
+
+def whsec_of(secret_string: str) -> str:
+    """The receiver's `whsec_` secret of the stored app webhook secret JSON."""
+    return "whsec_" + str(json.loads(secret_string)["secret"])

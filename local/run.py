@@ -45,6 +45,7 @@ def banner(stack: Stack) -> str:
             f"  Lifecycle events (JSON):              {stack.demo_url}/events",
             "",
             f"  Local API key: {stack.api_key}",
+            *_app_webhook_lines(stack),
             "",
             "Try it: open the demo page and click 'Connect Microsoft Teams', or:",
             f"  curl -s -X POST {stack.gateway_url}/v1/sessions \\",
@@ -61,6 +62,21 @@ def banner(stack: Stack) -> str:
             "",
         ]
     )
+
+
+def _app_webhook_lines(stack: Stack) -> list[str]:
+    """App webhooks (docs/lifecycle.md): where they go, the signing secret, how to watch retries."""
+    url = stack.environment.get("APP_WEBHOOK_URL", "")
+    if not url:
+        return []
+    return [
+        "",
+        f"  App webhooks (Standard Webhooks) to:  {url}  (deliveries: GET {stack.demo_url}/webhooks)",
+        f"  App webhook signing secret:           {stack.app_webhook_secret}",
+        "  Refuse the next 3 deliveries and watch the retries (compressed clock: 24 h = 1 min):",
+        f"    curl -s -X POST {stack.demo_url}/webhooks/fail -H 'Content-Type: application/json' "
+        """-d '{"count": 3, "status": 503}'""",
+    ]
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import uvicorn
 
+from local.app_webhooks import DEFAULT_CLOCK_SCALE, LocalQueues
 from local.aws import (
     DEFAULT_LOCAL_API_KEY,
     LOCAL_NYLAS_SECRET,
@@ -37,6 +38,7 @@ from local.aws import (
     start_local_aws,
 )
 from local.aws import client as aws_client  # moto's endpoint with the fake credentials
+from local.demo.app import WebhookInbox
 from local.eventbridge import LocalEventBridge
 from local.gateway import API_ID, ModuleHandlerLoader, create_app, make_context
 from local.template import Route, function_environment, load_template
@@ -58,6 +60,10 @@ class Stack:
     eventbridge: LocalEventBridge | None = None
     eventbridge_url: str = ""
     webhook_secret_arn: str = ""
+    # App webhooks (docs/lifecycle.md): the receiver's whsec_ secret, the queues, the demo's inbox.
+    app_webhook_secret: str = ""
+    app_webhook_queues: LocalQueues | None = None
+    webhook_inbox: WebhookInbox | None = None
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -247,6 +253,24 @@ def _start_grant_events(moto_url: str, table: str) -> Callable[[], None]:
     return poller.stop
 
 
+def _start_app_webhook_delivery(
+    moto_url: str, template: dict[str, Any], queues: LocalQueues
+) -> Callable[[], None]:
+    """The app webhook queue → `functions/app_webhook` mapping, locally (one batch at a time)."""
+    from local.app_webhooks import FUNCTION_ID, start_delivery
+    from local.template import function_property
+
+    route = Route(
+        method="",
+        path="",
+        function_logical_id=FUNCTION_ID,
+        code_uri=str(function_property(template, FUNCTION_ID, "CodeUri")),
+        handler=str(function_property(template, FUNCTION_ID, "Handler")),
+        timeout=int(function_property(template, FUNCTION_ID, "Timeout")),
+    )
+    return start_delivery(moto_url, template, queues, route, ModuleHandlerLoader()(route)).stop
+
+
 def _ensure_layer_on_path() -> None:
     layer = str(Path(__file__).resolve().parent.parent / "layers" / "core")
     if layer not in sys.path:
@@ -284,12 +308,17 @@ def start_stack(
     api_key: str = DEFAULT_LOCAL_API_KEY,
     parameter_overrides: Mapping[str, Any] | None = None,
     grant_events_stream: bool = True,
+    app_webhooks: bool = True,
+    app_webhook_clock_scale: int = DEFAULT_CLOCK_SCALE,
 ) -> Stack:
     """Start moto (tables + secrets), the emulator (+ Nylas setup), the gateway and the demo page.
 
     A port of 0 picks a free one. `parameter_overrides` are extra template parameter values
     (e.g. `{"SessionTtlSeconds": 60}`). `grant_events_stream=False` leaves the grants table's stream
     unpolled (the bench invokes `grant_events` itself and counts every AWS call of this process).
+    `app_webhooks` points `AppWebhookUrl` at the demo's `/webhooks` (rule → queue → delivery function,
+    with the delivery's clock compressed `app_webhook_clock_scale` times); a `parameter_overrides`
+    value of `AppWebhookUrl` wins.
     """
     if nylas_api not in ("v3", "beta"):
         raise ValueError(f"nylas_api must be v3 or beta, not {nylas_api!r}")
@@ -317,6 +346,24 @@ def start_stack(
             ]
         )
 
+        # App webhooks: the stack's own secrets (signing key, listing cursor key) and the queues.
+        from local.app_webhooks import create_queues, generated_secret_string
+
+        secretsmanager = aws.client("secretsmanager")
+        app_webhook_value = generated_secret_string(template, "AppWebhookSecret")
+        app_webhook_secret_arn = str(
+            secretsmanager.create_secret(
+                Name="teams-connect/local/app-webhook", SecretString=app_webhook_value
+            )["ARN"]
+        )
+        cursor_secret_arn = str(
+            secretsmanager.create_secret(
+                Name="teams-connect/local/listing-cursor",
+                SecretString=generated_secret_string(template, "ListingCursorSecret"),
+            )["ARN"]
+        )
+        queues = create_queues(aws.url, template)
+
         # The lifecycle events: a local EventBridge whose one target is the demo app's event log.
         from local.demo import EventLog
 
@@ -337,10 +384,18 @@ def start_stack(
             "AzureTenant": "common",
             "AllowedReturnUrls": f"{demo_url}/return",
             "PublicBaseUrl": gateway_url,
+            "AppWebhookUrl": f"{demo_url}/webhooks" if app_webhooks else "",
             **aws.secret_arns,
             **(parameter_overrides or {}),
         }
-        resolved = {**aws.table_names, "HttpApi": API_ID, "WebhookSecret": webhook_secret_arn}
+        resolved = {
+            **aws.table_names,
+            "HttpApi": API_ID,
+            "WebhookSecret": webhook_secret_arn,
+            "AppWebhookSecret": app_webhook_secret_arn,
+            "ListingCursorSecret": cursor_secret_arn,
+            **queues.urls,
+        }
         environment = {
             **function_environment(template, parameter_values, resolved),
             **local_aws_environment(aws.url),
@@ -348,6 +403,8 @@ def start_stack(
             "POWERTOOLS_TRACE_DISABLED": "true",
             # botocore's per-service endpoint: the publisher's EventBridge client → the local stand-in.
             "AWS_ENDPOINT_URL_EVENTBRIDGE": socket_url(eventbridge_sock),
+            # The app webhook delivery's compressed clock (local/app_webhooks.py).
+            "APP_WEBHOOK_CLOCK_SCALE": str(app_webhook_clock_scale),
         }
         eventbridge.bus = environment.get("EVENT_BUS_NAME") or "default"
         # Before anything of the layer is imported here (the setup module, later the handlers):
@@ -379,7 +436,15 @@ def start_stack(
                 tenant=environment["AZURE_TENANT"],
             ):
                 LOG.info("nylas setup: %s", line)
-        demo = serve_app(create_demo_app(gateway_url, api_key, demo_url, event_log), demo_sock, name="demo")
+        from local.app_webhooks import RuleTarget, whsec_of
+
+        inbox = WebhookInbox(secret=whsec_of(app_webhook_value))
+        if environment.get("APP_WEBHOOK_URL"):  # the template's HasAppWebhook: rule + function
+            eventbridge.targets.append(RuleTarget(aws.url, template, queues.urls["AppWebhookQueue"]))
+            stops.append(_start_app_webhook_delivery(aws.url, template, queues))
+        demo = serve_app(
+            create_demo_app(gateway_url, api_key, demo_url, event_log, webhooks=inbox), demo_sock, name="demo"
+        )
         stops.append(demo.stop)
     except BaseException:
         for stop in reversed(stops):
@@ -402,5 +467,8 @@ def start_stack(
         eventbridge=eventbridge,
         eventbridge_url=socket_url(eventbridge_sock),
         webhook_secret_arn=webhook_secret_arn,
+        app_webhook_secret=inbox.secret,
+        app_webhook_queues=queues,
+        webhook_inbox=inbox,
         _stops=stops,
     )
