@@ -3,7 +3,8 @@
 Environment: NYLAS_API (v3 | beta, default v3); ports TC_GATEWAY_PORT (3000), TC_DEMO_PORT (8000),
 TC_EMULATOR_PORT (4010), TC_MOTO_PORT (4566), 0 = any free port; TC_HOST (127.0.0.1);
 TC_API_KEY (the local backend API key, default local-dev-api-key); TC_READY_FILE (optional: once
-everything serves, the URLs are written there as JSON, so that a caller using port 0 learns them).
+everything serves, the URLs are written there as JSON, so that a caller using port 0 learns them);
+TC_APP_WEBHOOK_CLOCK_SCALE (how much faster the app webhook retries run, default 1440: 24 h in 1 min).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from local.app_webhooks import DEFAULT_CLOCK_SCALE
 from local.aws import DEFAULT_LOCAL_API_KEY
 from local.stack import Stack, start_stack
 
@@ -27,6 +29,15 @@ def _int_env(name: str, default: int) -> int:
         return default
     if not raw.isdigit() or int(raw) > 65535:
         raise SystemExit(f"{name} must be a port number (0-65535), not {raw!r}")
+    return int(raw)
+
+
+def _scale_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 86400:
+        raise SystemExit(f"{name} must be an integer from 1 to 86400, not {raw!r}")
     return int(raw)
 
 
@@ -104,6 +115,7 @@ def main() -> int:
         api_key=os.environ.get("TC_API_KEY", "") or DEFAULT_LOCAL_API_KEY,
         # TC_AZURE_TENANT=organizations: a deployment for work or school accounts only.
         parameter_overrides={"AzureTenant": os.environ.get("TC_AZURE_TENANT", "").strip() or "common"},
+        app_webhook_clock_scale=_scale_env("TC_APP_WEBHOOK_CLOCK_SCALE", DEFAULT_CLOCK_SCALE),
     )
     with stack:
         print(banner(stack), flush=True)
@@ -115,6 +127,7 @@ def main() -> int:
                 "demo": stack.demo_url,
                 "moto": stack.moto_url,
                 "eventbridge": stack.eventbridge_url,
+                **(stack.app_webhook_queues.urls if stack.app_webhook_queues else {}),
             }
             partial = Path(ready_file).with_suffix(".partial")
             partial.write_text(json.dumps(urls), encoding="utf-8")
