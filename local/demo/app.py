@@ -87,8 +87,8 @@ class WebhookInbox:
 
     KEEP = 200
 
-    def __init__(self, secret: str = "") -> None:
-        self.secret = secret  # whsec_…; set by the stack once it knows it
+    def __init__(self, secret: str | None = None) -> None:
+        self.secret = secret or ""  # whsec_…; given by the stack
         self._deliveries: list[dict[str, Any]] = []
         self._refuse: list[tuple[int, int | None]] = []  # (status, Retry-After seconds) per delivery
         self._lock = threading.Lock()
