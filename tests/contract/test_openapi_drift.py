@@ -271,7 +271,14 @@ def test_request_limits_match_the_validators(spec: dict[str, Any]) -> None:
 
     body = schemas["CreateSessionRequest"]
     assert body["properties"]["return_to"]["maxLength"] == security.MAX_RETURN_TO_LENGTH
-    assert set(body["properties"]) == {"user_id", "return_to", "login_hint", "account_id", "expected_email"}
+    assert set(body["properties"]) == {
+        "user_id",
+        "return_to",
+        "login_hint",
+        "account_id",
+        "expected_email",
+        "metadata",
+    }
 
     session_id = security.new_session_id()
     assert re.fullmatch(schemas["SessionId"]["pattern"], session_id)

@@ -20,6 +20,7 @@ EXPECTED_ROUTES = {
     ("POST", "/v1/sessions", "CreateSessionFunction", "functions/create_session/"),
     ("GET", "/connect/start", "ConnectStartFunction", "functions/connect_start/"),
     ("GET", "/connect/callback", "ConnectCallbackFunction", "functions/connect_callback/"),
+    ("GET", "/v1/grants", "ListGrantsFunction", "functions/list_grants/"),
     ("GET", "/v1/grants/{user_id}", "GetGrantFunction", "functions/get_grant/"),
     ("DELETE", "/v1/grants/{user_id}", "DeleteGrantFunction", "functions/delete_grant/"),
     ("POST", "/v1/users/{user_id}/meetings", "CreateMeetingFunction", "functions/create_meeting/"),
@@ -177,6 +178,14 @@ def test_secrets_are_seeded_with_local_values(local_aws: LocalAws) -> None:
     assert set(value("AzureSecretArn")) == {"client_id", "client_secret"}
 
 
+APP_WEBHOOK_RESOURCES = {
+    "AppWebhookSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-webhook-AbCdEf",
+    "AppWebhookQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
+    "AppWebhookDeadLetters": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq.fifo",
+    "ListingCursorSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cursor-AbCdEf",
+}
+
+
 def test_function_environment_resolves_parameters_and_resources(template: dict[str, Any]) -> None:
     env = function_environment(
         template,
@@ -192,6 +201,7 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "GrantsTable": "grants-local",
             "IdempotencyTable": "idem-local",
             "WebhookSecret": WEBHOOK_ARN,
+            **APP_WEBHOOK_RESOURCES,
         },
     )
     assert set(env) >= INTERNALS_ENV
@@ -207,6 +217,11 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
     assert env["API_KEYS_SECRET_ARN"] == SECRET_ARNS["ApiKeysSecretArn"]
     assert env["WEBHOOK_SECRET_ARN"] == WEBHOOK_ARN
     assert env["EVENT_BUS_NAME"] == "default"
+    assert env["APP_WEBHOOK_URL"] == ""  # no AppWebhookUrl: EventBridge only
+    assert env["APP_WEBHOOK_SECRET_ARN"] == APP_WEBHOOK_RESOURCES["AppWebhookSecret"]
+    assert env["APP_WEBHOOK_QUEUE_URL"] == APP_WEBHOOK_RESOURCES["AppWebhookQueue"]
+    assert env["APP_WEBHOOK_DEAD_LETTER_URL"] == APP_WEBHOOK_RESOURCES["AppWebhookDeadLetters"]
+    assert env["LISTING_CURSOR_SECRET_ARN"] == APP_WEBHOOK_RESOURCES["ListingCursorSecret"]
     assert all(isinstance(v, str) for v in env.values())
 
 
@@ -220,6 +235,7 @@ def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]
             "IdempotencyTable": "i",
             "HttpApi": "abc123",
             "WebhookSecret": WEBHOOK_ARN,
+            **APP_WEBHOOK_RESOURCES,
         },
     )
     assert env["PUBLIC_BASE_URL"] == "https://abc123.execute-api.us-east-1.amazonaws.com"
