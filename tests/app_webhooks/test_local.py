@@ -57,7 +57,7 @@ def aws(stack: StackUrls, service: str) -> Any:
 def secret(stack: StackUrls) -> str:
     secrets = aws(stack, "secretsmanager")
     value = json.loads(secrets.get_secret_value(SecretId="teams-connect/local/app-webhook")["SecretString"])
-    return "whsec_" + value["secret"]
+    return "whsec_" + str(value["secret"])
 
 
 @pytest.fixture
@@ -101,8 +101,13 @@ def refuse(stack: StackUrls, count: int, status: int, retry_after: int | None = 
     assert httpx.post(f"{stack.demo}/webhooks/fail", json=body, timeout=5).status_code == 200
 
 
-def connect(browser: Browser, user: str, **extra: object) -> None:
-    result = browser.run(user, email=f"{user}@contoso.example", **extra)
+def connect(browser: Browser, user: str, metadata: dict[str, str] | None = None) -> None:
+    email = f"{user}@contoso.example"
+    result = (
+        browser.run(user, email=email)
+        if metadata is None
+        else browser.run(user, email=email, metadata=metadata)
+    )
     assert result.final is not None
     assert "status=connected" in result.final.headers["location"]
 

@@ -151,10 +151,14 @@ def test_the_route_answers_the_page_and_400_for_a_bad_cursor(handler_env, aws):
     module = load_handler("list_grants")
     module.lister.cursor_key = lambda: KEY
     auth = {"authorization": f"Bearer {API_KEY}"}
-    ok = module.lambda_handler(http_event("GET", "/v1/grants", raw_query="limit=1", headers=auth), FakeContext())
+    ok = module.lambda_handler(
+        http_event("GET", "/v1/grants", raw_query="limit=1", headers=auth), FakeContext()
+    )
     assert ok["statusCode"] == 200
     assert [g["user_id"] for g in json.loads(ok["body"])["grants"]] == ["u1"]
-    bad = module.lambda_handler(http_event("GET", "/v1/grants", raw_query="cursor=x.y", headers=auth), FakeContext())
+    bad = module.lambda_handler(
+        http_event("GET", "/v1/grants", raw_query="cursor=x.y", headers=auth), FakeContext()
+    )
     assert bad["statusCode"] == 400
     assert json.loads(bad["body"])["error"]["code"] == "invalid_request"
     assert module.lambda_handler(http_event("GET", "/v1/grants"), FakeContext())["statusCode"] == 401

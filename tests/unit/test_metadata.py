@@ -95,7 +95,11 @@ def test_the_grant_record_keeps_and_answers_metadata():
 
 
 def stream(name: str, old: GrantRecord | None, new: GrantRecord | None) -> dict[str, Any]:
-    dynamodb: dict[str, Any] = {"Keys": {"pk": {"S": "USER#u1"}}, "SequenceNumber": "1", "ApproximateCreationDateTime": 5}
+    dynamodb: dict[str, Any] = {
+        "Keys": {"pk": {"S": "USER#u1"}},
+        "SequenceNumber": "1",
+        "ApproximateCreationDateTime": 5,
+    }
     if old is not None:
         dynamodb["OldImage"] = old.to_item()
     if new is not None:
@@ -119,4 +123,12 @@ def test_every_grant_event_carries_the_metadata():
     untagged = event_for(stream("INSERT", None, grant()))
     assert untagged is not None
     assert untagged.detail()["metadata"] == {}
-    assert set(untagged.detail()) == {"event_id", "user_id", "grant_id", "email", "status", "occurred_at", "metadata"}
+    assert set(untagged.detail()) == {
+        "event_id",
+        "user_id",
+        "grant_id",
+        "email",
+        "status",
+        "occurred_at",
+        "metadata",
+    }

@@ -70,6 +70,7 @@ class Settings:
     nylas_read_timeout_ms: int = 5000
     webhook_secret_arn: str = ""  # the stack-created secret the setup fills (grant webhooks, v3)
     flow_ttl_seconds: int = DEFAULT_FLOW_TTL
+    listing_cursor_secret_arn: str = ""  # the stack's HMAC key of the GET /v1/grants cursors
 
     @property
     def beta_login_expires_in(self) -> int:
@@ -135,6 +136,7 @@ class Settings:
             # are separate: a late click still leaves the user the whole flow TTL for sign-in and MFA.
             flow_ttl_seconds=_int(get, "FLOW_TTL_SECONDS", DEFAULT_FLOW_TTL, MIN_FLOW_TTL, MAX_FLOW_TTL),
             webhook_secret_arn=_arn(get, "WEBHOOK_SECRET_ARN", required=False),
+            listing_cursor_secret_arn=_arn(get, "LISTING_CURSOR_SECRET_ARN", required=False),
         )
 
 

@@ -232,9 +232,8 @@ class Delivery:
 
 def build_delivery(settings: AppWebhookSettings | None = None) -> Delivery:
     """The container's delivery: clients created once, no network call at init."""
-    from teams_connect.adapters.secrets import get_json_secret
-
     from teams_connect.adapters.app_webhooks import HttpSender, SqsQueues
+    from teams_connect.adapters.secrets import get_json_secret
 
     s = settings or AppWebhookSettings.from_env()
     return Delivery(

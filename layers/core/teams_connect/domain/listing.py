@@ -42,7 +42,8 @@ def cursor_key_reader(settings: Settings) -> Callable[[], bytes]:
     from teams_connect.adapters.secrets import get_json_secret
 
     def read() -> bytes:
-        value = get_json_secret(settings.listing_cursor_secret_arn, max_age=settings.secrets_max_age).get("key")
+        stored = get_json_secret(settings.listing_cursor_secret_arn, max_age=settings.secrets_max_age)
+        value = stored.get("key")
         if not isinstance(value, str) or len(value) < 32:
             logger.error("listing cursor secret lacks a key of at least 32 characters")
             raise ServerError()

@@ -195,7 +195,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Equal jitter: half the exponential step fixed, half at random (attempt 1 = the first)."""
-        step = min(self.cap, self.base * 2 ** max(0, min(attempt - 1, 30)))
+        step = float(min(self.cap, self.base << max(0, min(attempt - 1, 30))))
         return step / 2 + rand() * step / 2
 
     def exhausted(self, first_attempt: float, now: float) -> bool:

@@ -14,10 +14,9 @@ import hmac
 import json
 from dataclasses import dataclass
 
+from teams_connect.errors import InvalidRequest
 from teams_connect.rules.lifecycle import STATUSES
 from teams_connect.rules.security import EMAIL_RE
-
-from teams_connect.errors import InvalidRequest
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100

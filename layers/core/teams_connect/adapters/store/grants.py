@@ -6,7 +6,8 @@ that lets go of a grant also enqueues its revocation in the outbox (outbox.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +23,11 @@ from teams_connect.errors import (
     SessionUsed,
 )
 from teams_connect.observability import logger
+from teams_connect.rules.metadata import from_attribute as metadata_from_attribute
+from teams_connect.rules.metadata import to_attribute as metadata_attribute
+
+#: The `grant_list` value of every USER# item: the one partition of the `grants-all` index.
+LIST_KEY = "grant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,9 @@ class GrantRecord:
     status_changed_at: int = 0
     missing_scopes: tuple[str, ...] = ()
     notified_at: int = 0
+    # The app's own tags from the session that connected it (teams_connect.rules.metadata): answered
+    # by GET /v1/grants/{user_id}, carried in every event of the grant.
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -64,6 +73,13 @@ class GrantRecord:
             item["status_changed_at"] = {"N": str(self.status_changed_at)}
         if self.notified_at:
             item["notified_at"] = {"N": str(self.notified_at)}
+        if self.metadata:
+            item["metadata"] = metadata_attribute(self.metadata)
+        # The listing's index keys (template.yaml GrantsTable, GET /v1/grants): every USER# item is in
+        # `grants-all` and `grants-by-status` (on `status`), and in `grants-by-email` when it has one.
+        item["grant_list"] = {"S": LIST_KEY}
+        if self.email:
+            item["email_lc"] = {"S": self.email.lower()}
         return item
 
     @classmethod
@@ -83,6 +99,7 @@ class GrantRecord:
             status_changed_at=int(item.get("status_changed_at", {}).get("N", "0")),
             missing_scopes=tuple(x["S"] for x in item.get("missing_scopes", {}).get("L", [])),
             notified_at=int(item.get("notified_at", {}).get("N", "0")),
+            metadata=metadata_from_attribute(item.get("metadata")),
         )
 
 

@@ -7,6 +7,7 @@ a consumed session can be released back to started so the same browser may retry
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from teams_connect.errors import (
     SessionUsed,
 )
 from teams_connect.observability import logger
+from teams_connect.rules.metadata import from_attribute as metadata_from_attribute
+from teams_connect.rules.metadata import to_attribute as metadata_attribute
 
 PENDING, STARTED, CONSUMED, COMPLETED, FAILED = "pending", "started", "consumed", "completed", "failed"
 SESSION_RETENTION_SECONDS = 3600  # TTL grace after expiry: keeps replays answerable, then gone
@@ -58,6 +61,8 @@ class SessionRecord:
     #: The grant verified with Nylas for this flow, kept before the grant transaction so that a retry
     #: after a transient failure does not redeem the one-time code again.
     verified: VerifiedGrant | None = None
+    #: The app's own tags given at POST /v1/sessions (None: not given; the grant keeps what it has).
+    metadata: Mapping[str, str] | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> SessionRecord:
@@ -89,6 +94,7 @@ class SessionRecord:
             flow_expires_at=n("flow_expires_at"),
             expected_email=s("expected_email"),
             verified=_verified_from_item(item),
+            metadata=metadata_from_attribute(item["metadata"]) if "metadata" in item else None,
         )
 
 
@@ -141,6 +147,7 @@ class SessionStore:
         login_hint: str | None,
         account_id: str | None,
         expected_email: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> SessionRecord:
         expires_at = now + ttl_seconds
         item: dict[str, Any] = {
@@ -160,6 +167,8 @@ class SessionStore:
         for name, value in optional:
             if value is not None:
                 item[name] = {"S": value}
+        if metadata is not None:
+            item["metadata"] = metadata_attribute(metadata)
         try:
             self.client.put_item(
                 TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(session_id)"
