@@ -47,8 +47,25 @@ class LocalQueues:
     arns: dict[str, str]  # logical id → queue ARN
 
 
+def make_fifo_groups_faithful() -> None:
+    """A FIFO message group is locked while one of its messages is in flight, as in SQS (idempotent).
+
+    moto counts a message as "pending" until a receive notices it is visible again, and one receive
+    notices them one by one: after a batch of three whose visibility ran out together, it unlocked the
+    group only at the third and delivered the third first (seen: a `grant.disconnected` webhook
+    overtook the `grant.expired` retried before it). Only messages still invisible lock their group
+    here. This changes moto only, never the product code (like local.aws.make_dynamodb_atomic)."""
+    from moto.sqs.models import Queue
+
+    def in_flight_groups(self: Any) -> set[str]:
+        return {m.group_id for m in self._pending_messages if m.group_id is not None and not m.visible}
+
+    Queue.pending_message_groups = property(in_flight_groups)  # type: ignore[method-assign,assignment]
+
+
 def create_queues(endpoint_url: str, template: Template) -> LocalQueues:
     """The template's app-webhook queues in moto (dead letters first: the redrive policy names them)."""
+    make_fifo_groups_faithful()
     sqs = client("sqs", endpoint_url)
     urls: dict[str, str] = {}
     arns: dict[str, str] = {}

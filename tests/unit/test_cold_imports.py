@@ -26,6 +26,11 @@ ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "TeamsConnect",
     "IDEMPOTENCY_TABLE": "idempotency",
     "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook-AbCdEf",
+    "LISTING_CURSOR_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cursor-AbCdEf",
+    "APP_WEBHOOK_URL": "https://app.example.com/hooks/teams",
+    "APP_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-webhook-AbCdEf",
+    "APP_WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
+    "APP_WEBHOOK_DEAD_LETTER_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq.fifo",
 }
 PROBE = """
 import importlib.util, json, sys
@@ -41,6 +46,7 @@ HTTP_FUNCTIONS = (
     "connect_start",
     "connect_callback",
     "get_grant",
+    "list_grants",
     "delete_grant",
     "get_meeting",
     "update_meeting",
@@ -109,6 +115,8 @@ def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> s
         ("get_grant", "v3", set()),
         ("nylas_webhooks", "v3", set()),  # DynamoDB + Secrets Manager only: never the Nylas client
         ("grant_events", "v3", set()),
+        ("list_grants", "v3", set()),  # index queries + the cursor key: no HTTP client
+        ("app_webhook", "v3", {"httpx"}),  # the receiver's POST: httpx alone, no Nylas retry stack
     ],
 )
 def test_a_handler_imports_only_what_it_uses(function: str, flavour: str, expected: set[str]) -> None:
@@ -136,7 +144,9 @@ def test_no_boto3_no_resolver_no_unused_powertools_on_http_routes(function: str,
     assert "botocore.client" in modules  # the clients are created at init (no network: see below)
 
 
-@pytest.mark.parametrize("function", [*HTTP_FUNCTIONS, "create_meeting", "grant_events", "revoke_sweeper"])
+@pytest.mark.parametrize(
+    "function", [*HTTP_FUNCTIONS, "create_meeting", "grant_events", "revoke_sweeper", "app_webhook"]
+)
 def test_the_first_connection_imports_nothing(function: str) -> None:
     # botocore encodes the host name of its first connection with the IDNA codec: loaded at init
     # (teams_connect.adapters.aws), not inside the first invocation (bench: "first call imports").
@@ -169,6 +179,12 @@ def test_the_create_meeting_allowance_is_no_wider_than_needed(tmp_path: Path) ->
     assert any(m.startswith("aws_lambda_powertools.utilities.parameters") for m in outside)
 
 
+def test_the_app_webhook_delivery_loads_no_boto3_and_no_powertools_utility() -> None:
+    _, modules = modules_at_init("app_webhook", "v3")
+    assert sorted(m for m in modules if m.startswith(FORBIDDEN_PREFIXES)) == []
+    assert "standardwebhooks" in modules  # the official signer (a few stdlib lines)
+
+
 @pytest.mark.parametrize("function", ["connect_start", "connect_callback"])
 def test_beta_browser_routes_are_lean_too(function: str) -> None:
     _, modules = modules_at_init(function, "beta")
@@ -199,7 +215,7 @@ print(json.dumps(sorted(n for n in sys.modules if n.startswith(heavy) or n == "t
 """
 
 
-@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events"])
+@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events", "app_webhook"])
 def test_lifecycle_handlers_load_no_resolver_and_no_batch_utility(function: str) -> None:
     env = {**os.environ, **ENV, "NYLAS_API": "v3", "PYTHONPATH": str(ROOT / "layers" / "core")}
     env.pop("LAMBDA_TASK_ROOT", None)
