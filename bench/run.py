@@ -56,6 +56,7 @@ FUNCTIONS = (
     "connect_start",
     "connect_callback",
     "get_grant",
+    "list_grants",
     "delete_grant",
     "create_meeting",
     "get_meeting",
@@ -64,12 +65,14 @@ FUNCTIONS = (
     "nylas_webhooks",
     "grant_events",
     "revoke_sweeper",
+    "app_webhook",
 )
 LOGICAL_IDS = {
     "create_session": "CreateSessionFunction",
     "connect_start": "ConnectStartFunction",
     "connect_callback": "ConnectCallbackFunction",
     "get_grant": "GetGrantFunction",
+    "list_grants": "ListGrantsFunction",
     "delete_grant": "DeleteGrantFunction",
     "create_meeting": "CreateMeetingFunction",
     "get_meeting": "GetMeetingFunction",
@@ -78,9 +81,10 @@ LOGICAL_IDS = {
     "nylas_webhooks": "NylasWebhooksFunction",
     "grant_events": "GrantEventsFunction",
     "revoke_sweeper": "RevokeSweeperFunction",
+    "app_webhook": "AppWebhookFunction",
 }
 # Functions without an HTTP route: (template timeout) for their Lambda context.
-EVENT_SOURCED = {"grant_events": 30, "revoke_sweeper": 60}
+EVENT_SOURCED = {"grant_events": 30, "revoke_sweeper": 60, "app_webhook": 120}
 # The floors: the least any implementation of a function must load at init. `services`: the botocore
 # clients it needs; `httpx`: it calls Nylas (httpx.Client with its TLS context); `boto3`: a library
 # the issue mandates imports boto3 on its own (Powertools Idempotency's DynamoDB persistence layer:
@@ -90,12 +94,15 @@ FLOORS: dict[str, dict[str, Any]] = {
     "httpx": {"services": ["dynamodb", "secretsmanager"], "httpx": True, "boto3": False},
     "httpx+boto3": {"services": ["dynamodb", "secretsmanager"], "httpx": True, "boto3": True},
     "events": {"services": ["events"], "httpx": False, "boto3": False},
+    # app_webhook: the signing secret, SQS (visibility, dead letters) and the POST to the receiver.
+    "webhook": {"services": ["sqs", "secretsmanager"], "httpx": True, "boto3": False},
 }
 FLOOR_OF = {
     "create_session": "aws",
     "connect_start": "aws",  # v3 builds the auth URL locally
     "connect_callback": "httpx",
     "get_grant": "aws",
+    "list_grants": "aws",  # index queries + the API keys and cursor key secrets
     "delete_grant": "httpx",
     "create_meeting": "httpx+boto3",
     "get_meeting": "httpx",
@@ -104,6 +111,7 @@ FLOOR_OF = {
     "nylas_webhooks": "aws",  # DynamoDB + the webhook secret; never Nylas
     "grant_events": "events",  # the stream record comes in the event: only an EventBridge client
     "revoke_sweeper": "httpx",
+    "app_webhook": "webhook",
 }
 # Round trips in the beta flavour: meetings and webhooks are v3 only (beta answers 400 / has none).
 BETA_FUNCTIONS = (
@@ -114,11 +122,14 @@ BETA_FUNCTIONS = (
     "delete_grant",
     "grant_events",
     "revoke_sweeper",
+    "list_grants",
+    "app_webhook",
 )
 
 
 def calls_nylas(function: str) -> bool:
-    return bool(FLOORS[FLOOR_OF[function]]["httpx"])
+    """httpx in the floor means Nylas, except for the app webhook (its receiver, no Nylas stack)."""
+    return bool(FLOORS[FLOOR_OF[function]]["httpx"]) and function != "app_webhook"
 
 
 TRACED_SAMPLES = ("create_session", "connect_callback")
@@ -507,7 +518,55 @@ class Driver:
             return self.stream_event()
         if function == "revoke_sweeper":
             return self.sweep_event()
+        if function == "list_grants":
+            self.connected_user()  # at least one grant to list
+            return self.event(
+                "list_grants",
+                "GET",
+                "/v1/grants",
+                query="limit=50",
+                headers={"authorization": f"Bearer {self.stack.api_key}"},
+            )
+        if function == "app_webhook":
+            return self.app_webhook_event()
         return self.grant_event(function, self.connected_user())
+
+    def app_webhook_event(self) -> dict[str, Any]:
+        """One queued lifecycle event, as the SQS event source hands it over: delivered (signed) to the
+        demo app's /webhooks, which answers 200."""
+        self.serial += 1
+        now_ms = int(time.time() * 1000)
+        detail = {
+            "event_id": uuid.uuid4().hex,
+            "user_id": f"bench-{self.serial}",
+            "grant_id": str(uuid.uuid4()),
+            "email": f"bench-{self.serial}@example.com",
+            "status": "valid",
+            "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "metadata": {"org": "bench"},
+        }
+        envelope = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Grant Connected",
+            "source": "teams-connect",
+            "time": detail["occurred_at"],
+            "detail": detail,
+        }
+        record = {
+            "messageId": str(uuid.uuid4()),
+            "receiptHandle": uuid.uuid4().hex,
+            "body": json.dumps(envelope),
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "ApproximateFirstReceiveTimestamp": str(now_ms),
+                "SentTimestamp": str(now_ms),
+                "MessageGroupId": "lifecycle",
+            },
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+        }
+        return {"Records": [record]}
 
 
 class StreamReader:
@@ -751,6 +810,8 @@ WARM_ITERATIONS = {
     "nylas_webhooks": 60,
     "grant_events": 30,
     "revoke_sweeper": 30,
+    "list_grants": 200,
+    "app_webhook": 60,
 }
 
 
@@ -834,7 +895,7 @@ def warm(driver: Driver, scale: float) -> dict[str, Any]:
 
 def check_answer(function: str, response: dict[str, Any]) -> None:
     """The invocation did what the bench counts (not an error path with fewer calls)."""
-    if function == "grant_events":
+    if function in ("grant_events", "app_webhook"):
         assert response == {"batchItemFailures": []}, response
     elif function == "revoke_sweeper":
         assert response["revoked"] >= 1, response
@@ -905,6 +966,8 @@ SECRETS_USED = {
     "nylas_webhooks": 1,  # the webhook secret
     "grant_events": 0,
     "revoke_sweeper": 1,  # the Nylas API key
+    "list_grants": 2,  # API keys + the cursor key
+    "app_webhook": 1,  # the signing secret
 }
 # Expected steady-state calls per invocation (issue 12 item 8, issue 11, issue 9): DynamoDB operations
 # exactly, Nylas and EventBridge call counts.
@@ -925,6 +988,8 @@ ROUND_TRIPS: dict[str, tuple[dict[str, int], int, int, str]] = {
         "GRANT# guard + USER# record reads, 1 transaction (dedupe marker + record), 0 Nylas",
     ),
     "grant_events": ({}, 0, 1, "0 DynamoDB (the records come in the event), 1 PutEvents per batch"),
+    "list_grants": ({"Query": 1}, 0, 0, "1 index Query per page (limit + 1 items), never a Scan"),
+    "app_webhook": ({}, 0, 0, "0 AWS calls when delivered (Lambda deletes the message), 1 POST"),
     "revoke_sweeper": (
         {"Query": 1, "GetItem": 1, "DeleteItem": 1},
         1,
@@ -937,6 +1002,7 @@ FLOOR_NOTES = {
     "httpx": "botocore DynamoDB + Secrets Manager clients + httpx.Client",
     "httpx+boto3": "the httpx floor + `import boto3, boto3.dynamodb.types` (boto3 imports s3transfer)",
     "events": "one botocore EventBridge client",
+    "webhook": "botocore SQS + Secrets Manager clients + httpx.Client",
 }
 
 
@@ -1233,6 +1299,7 @@ def with_stack(flavour: str) -> Any:
         moto_port=0,
         demo_port=0,
         grant_events_stream=False,
+        app_webhook_delivery=False,
     )
     auth = {"authorization": f"Bearer {LOCAL_NYLAS_SECRET['api_key']}"}
     if flavour == "v3":

@@ -310,6 +310,7 @@ def start_stack(
     grant_events_stream: bool = True,
     app_webhooks: bool = True,
     app_webhook_clock_scale: int = DEFAULT_CLOCK_SCALE,
+    app_webhook_delivery: bool = True,
 ) -> Stack:
     """Start moto (tables + secrets), the emulator (+ Nylas setup), the gateway and the demo page.
 
@@ -318,7 +319,8 @@ def start_stack(
     unpolled (the bench invokes `grant_events` itself and counts every AWS call of this process).
     `app_webhooks` points `AppWebhookUrl` at the demo's `/webhooks` (rule → queue → delivery function,
     with the delivery's clock compressed `app_webhook_clock_scale` times); a `parameter_overrides`
-    value of `AppWebhookUrl` wins.
+    value of `AppWebhookUrl` wins. `app_webhook_delivery=False` leaves the queue unpolled (the bench
+    invokes `app_webhook` itself).
     """
     if nylas_api not in ("v3", "beta"):
         raise ValueError(f"nylas_api must be v3 or beta, not {nylas_api!r}")
@@ -441,7 +443,8 @@ def start_stack(
         inbox = WebhookInbox(secret=whsec_of(app_webhook_value))
         if environment.get("APP_WEBHOOK_URL"):  # the template's HasAppWebhook: rule + function
             eventbridge.targets.append(RuleTarget(aws.url, template, queues.urls["AppWebhookQueue"]))
-            stops.append(_start_app_webhook_delivery(aws.url, template, queues))
+            if app_webhook_delivery:
+                stops.append(_start_app_webhook_delivery(aws.url, template, queues))
         demo = serve_app(
             create_demo_app(gateway_url, api_key, demo_url, event_log, webhooks=inbox), demo_sock, name="demo"
         )
