@@ -1216,7 +1216,10 @@ def markdown(results: dict[str, Any]) -> str:
         "level (boto3 comes from the runtime, not the layer), so no implementation that uses it can "
         "start without boto3; the target margin also gives the ratio against the httpx floor; "
         f"**events** (grant_events) = {FLOOR_NOTES['events']}: it reads no table and no secret (the "
-        "stream records come in the event), it publishes to EventBridge. Naive = one stack for all: "
+        "stream records come in the event), it publishes to EventBridge; "
+        f"**webhook** (app_webhook) = {FLOOR_NOTES['webhook']}: it reads the signing secret, changes "
+        "message visibility or dead-letters through SQS, and POSTs to the app's receiver. "
+        "Naive = one stack for all: "
         "boto3 DynamoDB resource + Secrets Manager client, Logger, Metrics, Tracer (X-Ray SDK, as with "
         "Tracing: Active), APIGatewayHttpResolver, Parameters, httpx.Client.",
         "",
