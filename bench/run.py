@@ -56,6 +56,7 @@ FUNCTIONS = (
     "connect_start",
     "connect_callback",
     "get_grant",
+    "list_grants",
     "delete_grant",
     "create_meeting",
     "get_meeting",
@@ -71,12 +72,14 @@ FUNCTIONS = (
     "admin_consent_callback",
     "get_tenant",
     "session_events",
+    "app_webhook",
 )
 LOGICAL_IDS = {
     "create_session": "CreateSessionFunction",
     "connect_start": "ConnectStartFunction",
     "connect_callback": "ConnectCallbackFunction",
     "get_grant": "GetGrantFunction",
+    "list_grants": "ListGrantsFunction",
     "delete_grant": "DeleteGrantFunction",
     "create_meeting": "CreateMeetingFunction",
     "get_meeting": "GetMeetingFunction",
@@ -92,9 +95,10 @@ LOGICAL_IDS = {
     "admin_consent_callback": "AdminConsentCallbackFunction",
     "get_tenant": "GetTenantFunction",
     "session_events": "SessionEventsFunction",
+    "app_webhook": "AppWebhookFunction",
 }
 # Functions without an HTTP route: (template timeout) for their Lambda context.
-EVENT_SOURCED = {"grant_events": 30, "revoke_sweeper": 60, "session_events": 30}
+EVENT_SOURCED = {"grant_events": 30, "revoke_sweeper": 60, "session_events": 30, "app_webhook": 120}
 # The floors: the least any implementation of a function must load at init. `services`: the botocore
 # clients it needs; `httpx`: it calls Nylas (httpx.Client with its TLS context); `boto3`: a library
 # the issue mandates imports boto3 on its own (Powertools Idempotency's DynamoDB persistence layer:
@@ -108,12 +112,15 @@ FLOORS: dict[str, dict[str, Any]] = {
     # (its floor is an empty interpreter: Powertools Logger + Metrics are all it adds).
     "dynamodb": {"services": ["dynamodb"], "httpx": False, "boto3": False},
     "static": {"services": [], "httpx": False, "boto3": False},
+    # app_webhook: the signing secret, SQS (visibility, dead letters) and the POST to the receiver.
+    "webhook": {"services": ["sqs", "secretsmanager"], "httpx": True, "boto3": False},
 }
 FLOOR_OF = {
     "create_session": "aws",
     "connect_start": "aws",  # v3 builds the auth URL locally
     "connect_callback": "httpx",
     "get_grant": "aws",
+    "list_grants": "aws",  # index queries + the API keys and cursor key secrets
     "delete_grant": "httpx",
     "create_meeting": "httpx+boto3",
     "get_meeting": "httpx",
@@ -130,6 +137,7 @@ FLOOR_OF = {
     "admin_consent_callback": "httpx",  # the client-credentials check
     "get_tenant": "aws",
     "session_events": "events",
+    "app_webhook": "webhook",
 }
 # Round trips in the beta flavour: meetings and webhooks are v3 only (beta answers 400 / has none).
 BETA_FUNCTIONS = (
@@ -142,11 +150,14 @@ BETA_FUNCTIONS = (
     "revoke_sweeper",
     "session_status",
     "connect_script",
+    "list_grants",
+    "app_webhook",
 )
 
 
 def calls_nylas(function: str) -> bool:
-    return bool(FLOORS[FLOOR_OF[function]]["httpx"])
+    """httpx in the floor means Nylas, except for the app webhook (its receiver, no Nylas stack)."""
+    return bool(FLOORS[FLOOR_OF[function]]["httpx"]) and function != "app_webhook"
 
 
 TRACED_SAMPLES = ("create_session", "connect_callback")
@@ -553,6 +564,17 @@ class Driver:
             return self.tenant_event()
         if function == "session_events":
             return self.session_stream_event()
+        if function == "list_grants":
+            self.connected_user()  # at least one grant to list
+            return self.event(
+                "list_grants",
+                "GET",
+                "/v1/grants",
+                query="limit=50",
+                headers={"authorization": f"Bearer {self.stack.api_key}"},
+            )
+        if function == "app_webhook":
+            return self.app_webhook_event()
         return self.grant_event(function, self.connected_user())
 
     # admin consent (the emulator plays Microsoft Entra)
@@ -623,6 +645,43 @@ class Driver:
             r["dynamodb"].get("NewImage", {}).get("status", {}).get("S") == "completed" for r in records
         )
         return {"Records": records}
+
+    def app_webhook_event(self) -> dict[str, Any]:
+        """One queued lifecycle event, as the SQS event source hands it over: delivered (signed) to the
+        demo app's /webhooks, which answers 200."""
+        self.serial += 1
+        now_ms = int(time.time() * 1000)
+        detail = {
+            "event_id": uuid.uuid4().hex,
+            "user_id": f"bench-{self.serial}",
+            "grant_id": str(uuid.uuid4()),
+            "email": f"bench-{self.serial}@example.com",
+            "status": "valid",
+            "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "metadata": {"org": "bench"},
+        }
+        envelope = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Grant Connected",
+            "source": "teams-connect",
+            "time": detail["occurred_at"],
+            "detail": detail,
+        }
+        record = {
+            "messageId": str(uuid.uuid4()),
+            "receiptHandle": uuid.uuid4().hex,
+            "body": json.dumps(envelope),
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "ApproximateFirstReceiveTimestamp": str(now_ms),
+                "SentTimestamp": str(now_ms),
+                "MessageGroupId": "lifecycle",
+            },
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+        }
+        return {"Records": [record]}
 
 
 class StreamReader:
@@ -873,6 +932,8 @@ WARM_ITERATIONS = {
     "admin_consent_callback": 40,
     "get_tenant": 200,
     "session_events": 30,
+    "list_grants": 200,
+    "app_webhook": 60,
 }
 
 
@@ -956,7 +1017,7 @@ def warm(driver: Driver, scale: float) -> dict[str, Any]:
 
 def check_answer(function: str, response: dict[str, Any]) -> None:
     """The invocation did what the bench counts (not an error path with fewer calls)."""
-    if function in ("grant_events", "session_events"):
+    if function in ("grant_events", "session_events", "app_webhook"):
         assert response == {"batchItemFailures": []}, response
     elif function == "revoke_sweeper":
         assert response["revoked"] >= 1, response
@@ -1034,6 +1095,8 @@ SECRETS_USED = {
     "admin_consent_callback": 1,  # the Azure app (its credentials, for the client-credentials check)
     "get_tenant": 1,  # API keys
     "session_events": 0,
+    "list_grants": 2,  # API keys + the cursor key
+    "app_webhook": 1,  # the signing secret
 }
 # Expected steady-state calls per invocation (issue 12 item 8, issue 11, issue 9): DynamoDB operations
 # exactly, Nylas and EventBridge call counts.
@@ -1056,6 +1119,8 @@ ROUND_TRIPS: dict[str, tuple[dict[str, int], int, int, str]] = {
     "grant_events": ({}, 0, 1, "0 DynamoDB (the records come in the event), 1 PutEvents per batch"),
     "session_status": ({"GetItem": 1}, 0, 0, "1 session read, 0 Nylas"),
     "connect_script": ({}, 0, 0, "no call at all (the script is in the package)"),
+    "list_grants": ({"Query": 1}, 0, 0, "1 index Query per page (limit + 1 items), never a Scan"),
+    "app_webhook": ({}, 0, 0, "0 AWS calls when delivered (Lambda deletes the message), 1 POST"),
     "revoke_sweeper": (
         {"Query": 1, "GetItem": 1, "DeleteItem": 1},
         1,
@@ -1090,6 +1155,7 @@ FLOOR_NOTES = {
     "events": "one botocore EventBridge client",
     "dynamodb": "one botocore DynamoDB client",
     "static": "nothing (an empty interpreter)",
+    "webhook": "botocore SQS + Secrets Manager clients + httpx.Client",
 }
 
 
@@ -1304,7 +1370,10 @@ def markdown(results: dict[str, Any]) -> str:
         "level (boto3 comes from the runtime, not the layer), so no implementation that uses it can "
         "start without boto3; the target margin also gives the ratio against the httpx floor; "
         f"**events** (grant_events) = {FLOOR_NOTES['events']}: it reads no table and no secret (the "
-        "stream records come in the event), it publishes to EventBridge. Naive = one stack for all: "
+        "stream records come in the event), it publishes to EventBridge; "
+        f"**webhook** (app_webhook) = {FLOOR_NOTES['webhook']}: it reads the signing secret, changes "
+        "message visibility or dead-letters through SQS, and POSTs to the app's receiver. "
+        "Naive = one stack for all: "
         "boto3 DynamoDB resource + Secrets Manager client, Logger, Metrics, Tracer (X-Ray SDK, as with "
         "Tracing: Active), APIGatewayHttpResolver, Parameters, httpx.Client.",
         "",
@@ -1389,6 +1458,7 @@ def with_stack(flavour: str) -> Any:
         demo_port=0,
         grant_events_stream=False,
         schedule_max_seconds=None,
+        app_webhook_delivery=False,
     )
     auth = {"authorization": f"Bearer {LOCAL_NYLAS_SECRET['api_key']}"}
     if flavour == "v3":

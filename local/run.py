@@ -4,6 +4,7 @@ Environment: NYLAS_API (v3 | beta, default v3); ports TC_GATEWAY_PORT (3000), TC
 TC_EMULATOR_PORT (4010), TC_MOTO_PORT (4566), 0 = any free port; TC_HOST (127.0.0.1);
 TC_API_KEY (the local backend API key, default local-dev-api-key); TC_READY_FILE (optional: once
 everything serves, the URLs are written there as JSON, so that a caller using port 0 learns them);
+TC_APP_WEBHOOK_CLOCK_SCALE (how much faster the app webhook retries run, default 1440: 24 h in 1 min).
 TC_SCHEDULE_MAX_SECONDS (the longest local interval of a scheduled function, default 15: the revoke
 sweeper's rate(5 minutes) runs every 15 s; 0 = only on demand, `POST <control>/_local/sweep`).
 
@@ -30,6 +31,7 @@ from types import FrameType  # noqa: E402
 
 import httpx  # noqa: E402
 
+from local.app_webhooks import DEFAULT_CLOCK_SCALE  # noqa: E402
 from local.aws import DEFAULT_LOCAL_API_KEY  # noqa: E402
 from local.scheduler import max_interval_from_env  # noqa: E402
 from local.stack import Stack, start_stack  # noqa: E402
@@ -62,6 +64,15 @@ def connect_script_tag(gateway_url: str) -> str:
     )
 
 
+def _scale_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 86400:
+        raise SystemExit(f"{name} must be an integer from 1 to 86400, not {raw!r}")
+    return int(raw)
+
+
 def banner(stack: Stack) -> str:
     return "\n".join(
         [
@@ -79,6 +90,7 @@ def banner(stack: Stack) -> str:
             f"  Popup embedding (demo, connect.js):   {stack.demo_url}/popup",
             "",
             f"  Local API key: {stack.api_key}",
+            *_app_webhook_lines(stack),
             "",
             "Try it: open the demo page and click 'Connect Microsoft Teams', or:",
             f"  curl -s -X POST {stack.gateway_url}/v1/sessions \\",
@@ -122,6 +134,21 @@ def _schedule_line(stack: Stack) -> str:
     return "Scheduled functions, on a compressed schedule: " + ", ".join(runs)
 
 
+def _app_webhook_lines(stack: Stack) -> list[str]:
+    """App webhooks (docs/lifecycle.md): where they go, the signing secret, how to watch retries."""
+    url = stack.environment.get("APP_WEBHOOK_URL", "")
+    if not url:
+        return []
+    return [
+        "",
+        f"  App webhooks (Standard Webhooks) to:  {url}  (deliveries: GET {stack.demo_url}/webhooks)",
+        f"  App webhook signing secret:           {stack.app_webhook_secret}",
+        "  Refuse the next 3 deliveries and watch the retries (compressed clock: 24 h = 1 min):",
+        f"    curl -s -X POST {stack.demo_url}/webhooks/fail -H 'Content-Type: application/json' "
+        """-d '{"count": 3, "status": 503}'""",
+    ]
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call otherwise
@@ -148,6 +175,7 @@ def main() -> int:
         # TC_AZURE_TENANT=organizations: a deployment for work or school accounts only.
         parameter_overrides={"AzureTenant": os.environ.get("TC_AZURE_TENANT", "").strip() or "common"},
         schedule_max_seconds=max_interval_from_env(),
+        app_webhook_clock_scale=_scale_env("TC_APP_WEBHOOK_CLOCK_SCALE", DEFAULT_CLOCK_SCALE),
     )
     with stack:
         print(banner(stack), flush=True)
@@ -160,6 +188,7 @@ def main() -> int:
                 "moto": stack.moto_url,
                 "eventbridge": stack.eventbridge_url,
                 "control": stack.control_url,
+                **(stack.app_webhook_queues.urls if stack.app_webhook_queues else {}),
             }
             partial = Path(ready_file).with_suffix(".partial")
             partial.write_text(json.dumps(urls), encoding="utf-8")

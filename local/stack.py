@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import uvicorn
 
+from local.app_webhooks import DEFAULT_CLOCK_SCALE, LocalQueues
 from local.aws import (
     DEFAULT_LOCAL_API_KEY,
     LOCAL_NYLAS_SECRET,
@@ -42,6 +43,7 @@ from local.aws import (
 )
 from local.aws import client as aws_client  # moto's endpoint with the fake credentials
 from local.aws_faults import FaultBook
+from local.demo.app import WebhookInbox
 from local.eventbridge import LocalEventBridge
 from local.gateway import API_ID, ModuleHandlerLoader, create_app, make_context
 from local.scheduler import DEFAULT_MAX_INTERVAL, Scheduler, schedules
@@ -67,6 +69,10 @@ class Stack:
     control_url: str = ""
     scheduler: Scheduler | None = None
     faults: FaultBook | None = None
+    # App webhooks (docs/lifecycle.md): the receiver's whsec_ secret, the queues, the demo's inbox.
+    app_webhook_secret: str = ""
+    app_webhook_queues: LocalQueues | None = None
+    webhook_inbox: WebhookInbox | None = None
     _stops: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -265,6 +271,24 @@ def _start_stream(moto_url: str, table: str, logical_id: str, code_uri: str) -> 
     return poller.stop
 
 
+def _start_app_webhook_delivery(
+    moto_url: str, template: dict[str, Any], queues: LocalQueues
+) -> Callable[[], None]:
+    """The app webhook queue → `functions/app_webhook` mapping, locally (one batch at a time)."""
+    from local.app_webhooks import FUNCTION_ID, start_delivery
+    from local.template import function_property
+
+    route = Route(
+        method="",
+        path="",
+        function_logical_id=FUNCTION_ID,
+        code_uri=str(function_property(template, FUNCTION_ID, "CodeUri")),
+        handler=str(function_property(template, FUNCTION_ID, "Handler")),
+        timeout=int(function_property(template, FUNCTION_ID, "Timeout")),
+    )
+    return start_delivery(moto_url, template, queues, route, ModuleHandlerLoader()(route)).stop
+
+
 def _ensure_layer_on_path() -> None:
     layer = str(Path(__file__).resolve().parent.parent / "layers" / "core")
     if layer not in sys.path:
@@ -303,6 +327,9 @@ def start_stack(
     parameter_overrides: Mapping[str, Any] | None = None,
     grant_events_stream: bool = True,
     schedule_max_seconds: float | None = DEFAULT_MAX_INTERVAL,
+    app_webhooks: bool = True,
+    app_webhook_clock_scale: int = DEFAULT_CLOCK_SCALE,
+    app_webhook_delivery: bool = True,
 ) -> Stack:
     """Start moto (tables + secrets), the emulator (+ Nylas setup), the gateway and the demo page.
 
@@ -312,6 +339,10 @@ def start_stack(
     this process). `schedule_max_seconds` is the longest local interval of a scheduled function (the
     revoke sweeper's `rate(5 minutes)` → 15 s); None runs them only on demand
     (`POST <control_url>/_local/sweep`).
+    `app_webhooks` points `AppWebhookUrl` at the demo's `/webhooks` (rule → queue → delivery function,
+    with the delivery's clock compressed `app_webhook_clock_scale` times); a `parameter_overrides`
+    value of `AppWebhookUrl` wins. `app_webhook_delivery=False` leaves the queue unpolled (the bench
+    invokes `app_webhook` itself).
     """
     if nylas_api not in ("v3", "beta"):
         raise ValueError(f"nylas_api must be v3 or beta, not {nylas_api!r}")
@@ -339,6 +370,24 @@ def start_stack(
             ]
         )
 
+        # App webhooks: the stack's own secrets (signing key, listing cursor key) and the queues.
+        from local.app_webhooks import create_queues, generated_secret_string
+
+        secretsmanager = aws.client("secretsmanager")
+        app_webhook_value = generated_secret_string(template, "AppWebhookSecret")
+        app_webhook_secret_arn = str(
+            secretsmanager.create_secret(
+                Name="teams-connect/local/app-webhook", SecretString=app_webhook_value
+            )["ARN"]
+        )
+        cursor_secret_arn = str(
+            secretsmanager.create_secret(
+                Name="teams-connect/local/listing-cursor",
+                SecretString=generated_secret_string(template, "ListingCursorSecret"),
+            )["ARN"]
+        )
+        queues = create_queues(aws.url, template)
+
         # The lifecycle events: a local EventBridge whose one target is the demo app's event log.
         from local.demo import EventLog
 
@@ -360,6 +409,7 @@ def start_stack(
             "AzureTenant": "common",
             "AllowedReturnUrls": f"{demo_url}/return",
             "PublicBaseUrl": gateway_url,
+            "AppWebhookUrl": f"{demo_url}/webhooks" if app_webhooks else "",
             **aws.secret_arns,
             **(parameter_overrides or {}),
         }
@@ -370,11 +420,14 @@ def start_stack(
             # The bus the stack owns (EventBusName left empty): its name, as `Ref` gives it in AWS.
             "LifecycleEventBus": f"{LOCAL_PSEUDO_PARAMETERS['AWS::StackName']}-lifecycle",
             **{
-                f"{table}.StreamArn": aws.client("dynamodb").describe_table(
-                    TableName=aws.table_names[table]
-                )["Table"]["LatestStreamArn"]
+                f"{table}.StreamArn": aws.client("dynamodb").describe_table(TableName=aws.table_names[table])[
+                    "Table"
+                ]["LatestStreamArn"]
                 for table in ("GrantsTable", "SessionsTable")
             },
+            "AppWebhookSecret": app_webhook_secret_arn,
+            "ListingCursorSecret": cursor_secret_arn,
+            **queues.urls,
         }
         environment = {
             **function_environment(template, parameter_values, resolved),
@@ -383,6 +436,8 @@ def start_stack(
             "POWERTOOLS_TRACE_DISABLED": "true",
             # botocore's per-service endpoint: the publisher's EventBridge client → the local stand-in.
             "AWS_ENDPOINT_URL_EVENTBRIDGE": socket_url(eventbridge_sock),
+            # The app webhook delivery's compressed clock (local/app_webhooks.py).
+            "APP_WEBHOOK_CLOCK_SCALE": str(app_webhook_clock_scale),
         }
         eventbridge.bus = environment.get("EVENT_BUS_NAME") or "default"
         # Before anything of the layer is imported here (the setup module, later the handlers):
@@ -429,7 +484,16 @@ def start_stack(
                 tenant=environment["AZURE_TENANT"],
             ):
                 LOG.info("nylas setup: %s", line)
-        demo = serve_app(create_demo_app(gateway_url, api_key, demo_url, event_log), demo_sock, name="demo")
+        from local.app_webhooks import RuleTarget, whsec_of
+
+        inbox = WebhookInbox(secret=whsec_of(app_webhook_value))
+        if environment.get("APP_WEBHOOK_URL"):  # the template's HasAppWebhook: rule + function
+            eventbridge.targets.append(RuleTarget(aws.url, template, queues.urls["AppWebhookQueue"]))
+            if app_webhook_delivery:
+                stops.append(_start_app_webhook_delivery(aws.url, template, queues))
+        demo = serve_app(
+            create_demo_app(gateway_url, api_key, demo_url, event_log, webhooks=inbox), demo_sock, name="demo"
+        )
         stops.append(demo.stop)
         stops.append(scheduler.start().stop)  # last: the first sweep finds everything serving
     except BaseException:
@@ -456,5 +520,8 @@ def start_stack(
         control_url=socket_url(control_sock),
         scheduler=scheduler,
         faults=aws.faults,
+        app_webhook_secret=inbox.secret,
+        app_webhook_queues=queues,
+        webhook_inbox=inbox,
         _stops=stops,
     )

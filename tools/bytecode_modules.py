@@ -39,6 +39,11 @@ ENV = {
     "API_KEYS_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:keys-AbCdEf",
     "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook-AbCdEf",
     "IDEMPOTENCY_TABLE": "idempotency",
+    "LISTING_CURSOR_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cursor-AbCdEf",
+    "APP_WEBHOOK_URL": "https://app.example.com/hooks/teams",
+    "APP_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-webhook-AbCdEf",
+    "APP_WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
+    "APP_WEBHOOK_DEAD_LETTER_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq.fifo",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -79,6 +84,10 @@ elif sys.argv[3] == "webhook":  # the challenge, then a delivery without signatu
     with contextlib.redirect_stdout(io.StringIO()):
         answers = [app.lambda_handler(e, Context())["statusCode"] for e in (base, post)]
     assert answers == [200, 401], answers
+elif sys.argv[3] == "deliveries":  # an SQS batch of no messages: nothing to deliver
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = app.lambda_handler({"Records": []}, Context())
+    assert result == {"batchItemFailures": []}, result
 elif sys.argv[3] == "records":  # a stream batch without grant records: nothing to publish
     with contextlib.redirect_stdout(io.StringIO()):
         result = app.lambda_handler({"Records": []}, Context())
@@ -104,6 +113,7 @@ MODES = {
     "nylas_webhooks": "webhook",
     "grant_events": "records",
     "revoke_sweeper": "schedule",
+    "app_webhook": "deliveries",
 }
 
 

@@ -227,6 +227,15 @@ CHECKOV_SKIPS: dict[str, CheckovSkip] = {
         "restricted by kms:CallerAccount = this account and kms:ViaService = DynamoDB in this region, "
         "so only this account's principals that may use the tables can use the key, only via DynamoDB",
     ),
+    "CKV_AWS_27": CheckovSkip(
+        (
+            "AWS::SQS::Queue.AppWebhookQueue",
+            "AWS::SQS::Queue.AppWebhookDeadLetters",
+            "AWS::SQS::Queue.AppWebhookRuleDeadLetters",
+        ),
+        "encrypted at rest with SSE-SQS (SqsManagedSseEnabled), which this check does not recognise: "
+        "EventBridge cannot send to a queue under the AWS-managed aws/sqs KMS key",
+    ),
 }
 
 # Checks that must have run and passed on these resources (security.md §5 and §8).
@@ -476,11 +485,19 @@ def policy_secrets(template: dict[str, Any]) -> list[str]:
         elif "SecretArn" in name and name not in arn_parameters:
             findings.append(f"parameter {name}: needs an AllowedPattern that only admits secretsmanager ARNs")
     # A secret the stack creates itself (the Nylas webhook secret, filled by the setup) is allowed when
-    # the template holds no value for it: no SecretString other than "{}", no generated value.
+    # the template holds no value for it: no SecretString other than "{}"; or a value Secrets Manager
+    # generates (GenerateSecretString into an empty template: the app webhook signing secret, the
+    # listing's cursor key), which never appears in the template either.
     stack_secrets = set()
     for name, secret in _resources(template, "AWS::SecretsManager::Secret").items():
         props = secret.get("Properties") or {}
-        if props.get("SecretString", "{}") == "{}" and "GenerateSecretString" not in props:
+        generated = props.get("GenerateSecretString")
+        if "SecretString" not in props and isinstance(generated, dict):
+            if generated.get("SecretStringTemplate", "{}") == "{}" and generated.get("GenerateStringKey"):
+                stack_secrets.add(name)
+            else:
+                findings.append(f"{name}: a generated secret's template must be empty ({{}})")
+        elif props.get("SecretString", "{}") == "{}" and "GenerateSecretString" not in props:
             stack_secrets.add(name)
         else:
             findings.append(f"{name}: a stack-created secret must not carry a value in the template")
@@ -682,6 +699,18 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
             ("dynamodb:DeleteItem", "IdempotencyTable"),
             ("secretsmanager:GetSecretValue", "ApiKeysSecretArn"),
             ("secretsmanager:GetSecretValue", "NylasSecretArn"),
+        }
+    ),
+    # App webhooks: only the signing secret (its SQS actions are outside this model).
+    "AppWebhookFunction": frozenset({("secretsmanager:GetSecretValue", "AppWebhookSecret")}),
+    # GET /v1/grants: Queries on the three listing indexes, never the table; the cursor's key.
+    "ListGrantsFunction": frozenset(
+        {
+            ("dynamodb:Query", "GrantsTable/index/grants-all"),
+            ("dynamodb:Query", "GrantsTable/index/grants-by-status"),
+            ("dynamodb:Query", "GrantsTable/index/grants-by-email"),
+            ("secretsmanager:GetSecretValue", "ApiKeysSecretArn"),
+            ("secretsmanager:GetSecretValue", "ListingCursorSecret"),
         }
     ),
     # GRANT# owner lookup; one transaction: Put the NOTIFICATION# dedupe marker + Update USER#.

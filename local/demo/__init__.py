@@ -1,5 +1,5 @@
 """The demo page that plays the SaaS app in front of the local stack (see local/demo/app.py)."""
 
-from local.demo.app import EventLog, create_app
+from local.demo.app import EventLog, WebhookInbox, create_app
 
-__all__ = ["EventLog", "create_app"]
+__all__ = ["EventLog", "WebhookInbox", "create_app"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -88,6 +89,67 @@ class EventLog:
             return [dict(e) for e in self._events]
 
 
+class WebhookInbox:
+    """The app webhooks this app received (`POST /webhooks`), each verified with the official
+    `standardwebhooks` package and kept verbatim; the last `KEEP` are listed at `GET /webhooks`.
+    `fail_next(n, status)` (`POST /webhooks/fail`) refuses the next n deliveries, so a person (or a
+    test) watches teams-connect retry them."""
+
+    KEEP = 200
+
+    def __init__(self, secret: str | None = None) -> None:
+        self.secret = secret or ""  # whsec_…; given by the stack
+        self._deliveries: list[dict[str, Any]] = []
+        self._refuse: list[tuple[int, int | None]] = []  # (status, Retry-After seconds) per delivery
+        self._lock = threading.Lock()
+
+    def fail_next(self, count: int, status: int, retry_after: int | None = None) -> None:
+        with self._lock:
+            self._refuse = [(status, retry_after)] * count
+
+    def receive(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
+        """Record one delivery; returns the status (and headers) to answer with."""
+        from standardwebhooks import Webhook, WebhookVerificationError
+        from standardwebhooks.webhooks import EmptyWebhookSecretError
+
+        text = body.decode("utf-8", errors="replace")
+        wanted = {k.lower(): v for k, v in headers.items() if k.lower().startswith("webhook-")}
+        wanted["content-type"] = headers.get("content-type", "")
+        try:
+            Webhook(self.secret).verify(text, wanted)
+            verified = True
+        except (WebhookVerificationError, EmptyWebhookSecretError, ValueError):
+            verified = False
+        with self._lock:
+            status, retry_after = self._refuse.pop(0) if self._refuse else (200 if verified else 400, None)
+            self._deliveries.append({"headers": wanted, "body": text, "verified": verified, "status": status})
+            del self._deliveries[: -self.KEEP]
+        return status, ({"Retry-After": str(retry_after)} if retry_after is not None else {})
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(d) for d in self._deliveries]
+
+
+def _webhooks_list(deliveries: list[dict[str, Any]]) -> str:
+    items = []
+    for d in deliveries:
+        try:
+            body = json.loads(d["body"])
+        except ValueError:
+            body = {}
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        items.append(
+            f'<li class="webhook">{escape(str(body.get("type")))} ({escape(str(data.get("user_id")))}) '
+            f"id {escape(str(d['headers'].get('webhook-id')))}: answered {escape(str(d['status']))}, "
+            f"{'verified' if d['verified'] else 'NOT verified'}</li>"
+        )
+    return (
+        f'<h2>App webhooks (<span id="webhook-count">{len(deliveries)}</span>)</h2>'
+        f'<ul id="webhooks">{"".join(items)}</ul>'
+    )
+
+
 # The live page's script: polls GET /events and redraws the list (served from this origin: CSP 'self').
 _EVENTS_JS = """
 async function refresh() {
@@ -103,6 +165,17 @@ async function refresh() {
       return item;
     }));
     document.getElementById('count').textContent = String(data.events.length);
+    const hooks = await (await fetch('/webhooks', {cache: 'no-store'})).json();
+    document.getElementById('webhooks').replaceChildren(...hooks.deliveries.map((d) => {
+      const item = document.createElement('li');
+      let body = {};
+      try { body = JSON.parse(d.body); } catch (err) { /* shown as undefined */ }
+      item.className = 'webhook';
+      item.textContent = body.type + ' (' + (body.data || {}).user_id + ') id ' + d.headers['webhook-id']
+        + ': answered ' + d.status + ', ' + (d.verified ? 'verified' : 'NOT verified');
+      return item;
+    }));
+    document.getElementById('webhook-count').textContent = String(hooks.deliveries.length);
   } catch (err) { /* the next poll tries again */ }
 }
 refresh();
@@ -257,11 +330,13 @@ def create_app(
     api_key: str,
     public_url: str = "http://127.0.0.1:8000",
     events: EventLog | None = None,
+    webhooks: WebhookInbox | None = None,
 ) -> Starlette:
     """The demo app; `api_url` is teams-connect's base URL, `public_url` this app's own origin,
     `events` where the lifecycle events arrive (the stack's local EventBridge adds to it)."""
     api_url = api_url.rstrip("/")
     log = events if events is not None else EventLog()
+    inbox = webhooks if webhooks is not None else WebhookInbox()
     public_url = public_url.rstrip("/")
     auth = {"authorization": f"Bearer {api_key}"}
 
@@ -271,7 +346,10 @@ def create_app(
     async def index(request: Request) -> Response:
         user_id = request.query_params.get("user_id", DEFAULT_USER_ID)
         live = '<p><a href="/events/live">Watch the lifecycle events live</a></p>'
-        return _page("Connect your calendar", _connect_form(user_id) + live + _events_list(log.all()))
+        return _page(
+            "Connect your calendar",
+            _connect_form(user_id) + live + _events_list(log.all()) + _webhooks_list(inbox.all()),
+        )
 
     async def connect(request: Request) -> Response:
         form = await request.form()
@@ -432,7 +510,7 @@ def create_app(
     async def live_events(request: Request) -> Response:
         page = _page(
             "Lifecycle events",
-            _events_list(log.all()) + '<script src="/events/live.js"></script>'
+            _events_list(log.all()) + _webhooks_list(inbox.all()) + '<script src="/events/live.js"></script>'
             '<p><a href="/">Back to the demo</a></p>',
         )
         page.headers["Content-Security-Policy"] = (
@@ -524,8 +602,34 @@ def create_app(
         page.headers["Content-Security-Policy"] = _popup_csp(api_origin, own_script=False)
         return page
 
+    async def receive_webhook(request: Request) -> Response:
+        status, headers = inbox.receive(dict(request.headers), await request.body())
+        return Response(status_code=status, headers=headers)
+
+    async def list_webhooks(request: Request) -> Response:
+        return JSONResponse({"deliveries": inbox.all()}, headers={"Cache-Control": "no-store"})
+
+    async def fail_webhooks(request: Request) -> Response:
+        try:
+            order = await request.json()
+            count, status = int(order["count"]), int(order.get("status", 503))
+            retry_after = order.get("retry_after")
+            if not (0 <= count <= 1000 and 400 <= status <= 599) or not (
+                retry_after is None or (isinstance(retry_after, int) and 0 <= retry_after <= 86400)
+            ):
+                raise ValueError("out of range")
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse(
+                {"message": 'expected {"count": 0-1000, "status": 400-599, "retry_after"?: seconds}'}, 400
+            )
+        inbox.fail_next(count, status, retry_after)
+        return JSONResponse({"count": count, "status": status, "retry_after": retry_after})
+
     return Starlette(
         routes=[
+            Route("/webhooks", receive_webhook, methods=["POST"]),
+            Route("/webhooks", list_webhooks, methods=["GET"]),
+            Route("/webhooks/fail", fail_webhooks, methods=["POST"]),
             Route("/events", list_events, methods=["GET"]),
             Route("/events/live", live_events, methods=["GET"]),
             Route("/events/live.js", live_script, methods=["GET"]),

@@ -306,6 +306,7 @@ def test_request_limits_match_the_validators(spec: dict[str, Any]) -> None:
         "expected_email",
         "display",
         "reconnect",
+        "metadata",
     }
     assert tuple(body["properties"]["display"]["enum"]) == flow.DISPLAYS
 

@@ -16,6 +16,7 @@ EXPECTED = {
     "connect_start": {"ok", "unknown_session"},
     "connect_callback": {"v3_success", "v3_denied", "beta_success", "missing_state"},
     "get_grant": {"ok", "not_found"},
+    "list_grants": {"ok", "bad_cursor"},
     "delete_grant": {"ok"},
     "create_meeting": {"ok", "idempotent", "invalid_times", "no_auth"},
     "get_meeting": {"ok"},

@@ -20,6 +20,7 @@ EXPECTED_ROUTES = {
     ("POST", "/v1/sessions", "CreateSessionFunction", "functions/create_session/"),
     ("GET", "/connect/start", "ConnectStartFunction", "functions/connect_start/"),
     ("GET", "/connect/callback", "ConnectCallbackFunction", "functions/connect_callback/"),
+    ("GET", "/v1/grants", "ListGrantsFunction", "functions/list_grants/"),
     ("GET", "/v1/grants/{user_id}", "GetGrantFunction", "functions/get_grant/"),
     ("DELETE", "/v1/grants/{user_id}", "DeleteGrantFunction", "functions/delete_grant/"),
     ("POST", "/v1/users/{user_id}/meetings", "CreateMeetingFunction", "functions/create_meeting/"),
@@ -177,6 +178,14 @@ def test_secrets_are_seeded_with_local_values(local_aws: LocalAws) -> None:
     assert set(value("AzureSecretArn")) == {"client_id", "client_secret"}
 
 
+APP_WEBHOOK_RESOURCES = {
+    "AppWebhookSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-webhook-AbCdEf",
+    "AppWebhookQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
+    "AppWebhookDeadLetters": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq.fifo",
+    "ListingCursorSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cursor-AbCdEf",
+}
+
+
 def test_function_environment_resolves_parameters_and_resources(template: dict[str, Any]) -> None:
     env = function_environment(
         template,
@@ -194,6 +203,7 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "WebhookSecret": WEBHOOK_ARN,
             "LifecycleEventBus": "teams-connect-local-lifecycle",
             "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/grants-local/stream/x",
+            **APP_WEBHOOK_RESOURCES,
         },
     )
     assert set(env) >= INTERNALS_ENV
@@ -210,6 +220,11 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
     assert env["WEBHOOK_SECRET_ARN"] == WEBHOOK_ARN
     # EventBusName left empty: the bus the stack owns (security review 3, G6).
     assert env["EVENT_BUS_NAME"] == "teams-connect-local-lifecycle"
+    assert env["APP_WEBHOOK_URL"] == ""  # no AppWebhookUrl: EventBridge only
+    assert env["APP_WEBHOOK_SECRET_ARN"] == APP_WEBHOOK_RESOURCES["AppWebhookSecret"]
+    assert env["APP_WEBHOOK_QUEUE_URL"] == APP_WEBHOOK_RESOURCES["AppWebhookQueue"]
+    assert env["APP_WEBHOOK_DEAD_LETTER_URL"] == APP_WEBHOOK_RESOURCES["AppWebhookDeadLetters"]
+    assert env["LISTING_CURSOR_SECRET_ARN"] == APP_WEBHOOK_RESOURCES["ListingCursorSecret"]
     assert all(isinstance(v, str) for v in env.values())
 
 
@@ -247,6 +262,7 @@ def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]
             "WebhookSecret": WEBHOOK_ARN,
             "LifecycleEventBus": "b",
             "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/g/stream/x",
+            **APP_WEBHOOK_RESOURCES,
         },
     )
     assert env["PUBLIC_BASE_URL"] == "https://abc123.execute-api.us-east-1.amazonaws.com"

@@ -1,40 +1,20 @@
-"""The DynamoDB tables of docs/internals.md, for moto.
-
-Kept in one function so it can later read the definitions from template.yaml instead.
-"""
+"""The DynamoDB tables of docs/internals.md, for moto: read from template.yaml (keys, indexes, TTL),
+so the unit tests query the same indexes as the deployment."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from local.template import load_template, table_definitions
+
 
 def create_tables(client: Any, sessions_table: str, grants_table: str) -> None:
-    client.create_table(
-        TableName=sessions_table,
-        KeySchema=[{"AttributeName": "session_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "session_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.update_time_to_live(
-        TableName=sessions_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
-    )
-    client.create_table(
-        TableName=grants_table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "outbox", "AttributeType": "S"},
-            {"AttributeName": "due_at", "AttributeType": "N"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "revoke-due",
-                "KeySchema": [
-                    {"AttributeName": "outbox", "KeyType": "HASH"},
-                    {"AttributeName": "due_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["attempts"]},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    definitions = table_definitions(load_template())
+    for name, logical_id in ((sessions_table, "SessionsTable"), (grants_table, "GrantsTable")):
+        definition = definitions[logical_id]
+        client.create_table(TableName=name, **definition.create_table_kwargs)
+        if definition.ttl_attribute:
+            client.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": definition.ttl_attribute},
+            )

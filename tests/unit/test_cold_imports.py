@@ -27,6 +27,11 @@ ENV = {
     "IDEMPOTENCY_TABLE": "idempotency",
     "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook-AbCdEf",
     "TENANTS_TABLE": "tenants",
+    "LISTING_CURSOR_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:cursor-AbCdEf",
+    "APP_WEBHOOK_URL": "https://app.example.com/hooks/teams",
+    "APP_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-webhook-AbCdEf",
+    "APP_WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
+    "APP_WEBHOOK_DEAD_LETTER_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq.fifo",
 }
 PROBE = """
 import importlib.util, json, sys
@@ -42,6 +47,7 @@ HTTP_FUNCTIONS = (
     "connect_start",
     "connect_callback",
     "get_grant",
+    "list_grants",
     "delete_grant",
     "get_meeting",
     "update_meeting",
@@ -125,6 +131,8 @@ def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> s
         ("get_tenant", "v3", set()),
         ("admin_consent_callback", "v3", {"httpx"}),
         ("create_admin_consent", "v3", {"httpx"}),
+        ("list_grants", "v3", set()),  # index queries + the cursor key: no HTTP client
+        ("app_webhook", "v3", {"httpx"}),  # the receiver's POST: httpx alone, no Nylas retry stack
     ],
 )
 def test_a_handler_imports_only_what_it_uses(function: str, flavour: str, expected: set[str]) -> None:
@@ -153,7 +161,8 @@ def test_no_boto3_no_resolver_no_unused_powertools_on_http_routes(function: str,
 
 
 @pytest.mark.parametrize(
-    "function", [*HTTP_FUNCTIONS, "create_meeting", "grant_events", "session_events", "revoke_sweeper"]
+    "function",
+    [*HTTP_FUNCTIONS, "create_meeting", "grant_events", "session_events", "revoke_sweeper", "app_webhook"],
 )
 def test_the_first_connection_imports_nothing(function: str) -> None:
     # botocore encodes the host name of its first connection with the IDNA codec: loaded at init
@@ -200,6 +209,12 @@ def test_the_status_route_reads_no_secret() -> None:
     assert "teams_connect.domain.flow" not in modules
 
 
+def test_the_app_webhook_delivery_loads_no_boto3_and_no_powertools_utility() -> None:
+    _, modules = modules_at_init("app_webhook", "v3")
+    assert sorted(m for m in modules if m.startswith(FORBIDDEN_PREFIXES)) == []
+    assert "standardwebhooks" in modules  # the official signer (a few stdlib lines)
+
+
 @pytest.mark.parametrize("function", ["connect_start", "connect_callback"])
 def test_beta_browser_routes_are_lean_too(function: str) -> None:
     _, modules = modules_at_init(function, "beta")
@@ -231,6 +246,7 @@ print(json.dumps(sorted(n for n in sys.modules if n.startswith(heavy) or n == "t
 
 
 @pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events", "session_events"])
+@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events", "app_webhook"])
 def test_lifecycle_handlers_load_no_resolver_and_no_batch_utility(function: str) -> None:
     env = {**os.environ, **ENV, "NYLAS_API": "v3", "PYTHONPATH": str(ROOT / "layers" / "core")}
     env.pop("LAMBDA_TASK_ROOT", None)

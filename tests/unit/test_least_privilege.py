@@ -17,6 +17,8 @@ import pytest
 import respx
 from tools.static_gates import LEAST_PRIVILEGE
 
+from teams_connect.adapters.store.listing import GrantListing
+from teams_connect.domain.listing import GrantLister
 from teams_connect.domain.revocations import Revoker
 from teams_connect.domain.session_status import SessionStatus
 from teams_connect.errors import NotConnected
@@ -147,6 +149,13 @@ def test_every_function_is_granted_exactly_the_item_actions_its_code_performs(aw
     with recorder.recording() as used:
         flow.get_grant("user-2")
     assert used == declared("GetGrantFunction")
+
+    lister = GrantLister(h.settings, GrantListing(GRANTS, recorder), lambda: b"k" * 48)
+    with recorder.recording() as used:
+        lister.list({})
+        lister.list({"status": "valid"})
+        lister.list({"email": "someone@example.com", "status": "valid"})
+    assert used == declared("ListGrantsFunction")
 
     with respx.mock() as router, recorder.recording() as used:
         router.delete(f"{V3_BASE}/v3/grants/g-2").mock(return_value=httpx.Response(200, json={}))

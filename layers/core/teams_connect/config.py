@@ -78,6 +78,7 @@ class Settings:
     admin_consent_ttl_seconds: int = DEFAULT_ADMIN_CONSENT_TTL
     tenants_table: str = ""  # required only by the admin-consent functions
     microsoft_read_timeout_ms: int = 4000
+    listing_cursor_secret_arn: str = ""  # the stack's HMAC key of the GET /v1/grants cursors
 
     @property
     def beta_login_expires_in(self) -> int:
@@ -160,6 +161,7 @@ class Settings:
             ),
             tenants_table=_table(get, "TENANTS_TABLE") if get("TENANTS_TABLE") else "",
             microsoft_read_timeout_ms=_int(get, "MICROSOFT_READ_TIMEOUT_MS", 4000, 100, 25000),
+            listing_cursor_secret_arn=_arn(get, "LISTING_CURSOR_SECRET_ARN", required=False),
         )
 
 

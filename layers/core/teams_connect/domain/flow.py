@@ -51,6 +51,7 @@ from teams_connect.errors import (
 )
 from teams_connect.observability import logger
 from teams_connect.rules import lifecycle, security
+from teams_connect.rules.metadata import check_metadata
 
 if TYPE_CHECKING:
     from teams_connect.adapters.nylas.http import NylasHttp
@@ -59,7 +60,9 @@ from teams_connect.adapters.store.base import dynamodb_client
 from teams_connect.adapters.store.grants import GrantRecord, GrantStore, Superseded
 from teams_connect.adapters.store.sessions import AlreadyCompleted, SessionRecord, SessionStore, StartData
 
-_SESSION_FIELDS = frozenset({"user_id", "return_to", "login_hint", "account_id", "expected_email"})
+_SESSION_FIELDS = frozenset(
+    {"user_id", "return_to", "login_hint", "account_id", "expected_email", "metadata"}
+)
 #: Popup embedding's session options (contract "Sessions: more options").
 _EMBEDDING_FIELDS = frozenset({"display", "reconnect"})
 DISPLAYS = ("redirect", "popup")
@@ -133,7 +136,21 @@ def grant_json(record: GrantRecord) -> dict[str, Any]:
         "connected_at": iso_utc(record.connected_at),
         "updated_at": iso_utc(record.updated_at),
         "tenant_id": record.tenant_id,
+        "metadata": dict(record.metadata),
     }
+
+
+def effective_record(record: GrantRecord, settings: Settings) -> GrantRecord:
+    """The record as the API shows it: the deployment may require more scopes than when it was
+    written (then a `valid` record is `needs_reauth`, and the other way round)."""
+    status, missing = lifecycle.status_for(
+        lifecycle.VALID if record.status == lifecycle.NEEDS_REAUTH else record.status,
+        record.scopes,
+        lifecycle.required_scopes(settings),
+    )
+    if (status, missing) != (record.status, record.missing_scopes):
+        record = replace(record, status=status, missing_scopes=missing)
+    return record
 
 
 class ConnectFlow:
@@ -188,6 +205,7 @@ class ConnectFlow:
         display, reconnect = _embedding_options(body, return_to)
         if reconnect:
             expected_email = self._held_mailbox(user_id, expected_email)
+        metadata = check_metadata(body["metadata"]) if "metadata" in body else None
         session_id = security.new_session_id()
         record = self.sessions.create(
             session_id=session_id,
@@ -200,6 +218,7 @@ class ConnectFlow:
             expected_email=expected_email,
             display=display,
             reconnect=reconnect,
+            metadata=metadata,
         )
         logger.info("session created", extra={"session": security.hash_prefix(session_id)})
         connect_url = f"{self.settings.public_base_url}/connect/start?session={session_id}"
@@ -224,15 +243,7 @@ class ConnectFlow:
         record = self.grants.get(security.check_user_id(user_id))
         if record is None:
             raise NotFound("This user has no grant.")
-        # The deployment may require more scopes than when the record was written.
-        status, missing = lifecycle.status_for(
-            lifecycle.VALID if record.status == lifecycle.NEEDS_REAUTH else record.status,
-            record.scopes,
-            lifecycle.required_scopes(self.settings),
-        )
-        if (status, missing) != (record.status, record.missing_scopes):
-            record = replace(record, status=status, missing_scopes=missing)
-        return record
+        return effective_record(record, self.settings)
 
     def disconnect(self, user_id: str, *, deadline: float | None = None) -> None:
         """Revoke at Nylas (already gone is fine), then delete USER# and GRANT# together.
@@ -413,6 +424,7 @@ class ConnectFlow:
             flow_started_at=session.started_at or session.created_at,
             status_changed_at=now,
             missing_scopes=missing,
+            metadata=dict(session.metadata or {}),
         )
         try:
             replaced = self.grants.save(record, session_id=session_id, binding_hash=binding_hash)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from teams_connect.config import Settings
+from teams_connect.rules.metadata import from_attribute
 
 VALID, EXPIRED, REVOKED, NEEDS_REAUTH = "valid", "expired", "revoked", "needs_reauth"
 DISCONNECTED = "disconnected"  # not a record status: the record is gone (DELETE /v1/grants/{user_id})
@@ -92,8 +93,10 @@ class GrantEvent:
     email: str
     status: str
     occurred_at: str
+    #: The app's own tags stored on the grant (teams_connect.rules.metadata), `{}` when none.
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
-    def detail(self) -> dict[str, str]:
+    def detail(self) -> dict[str, Any]:
         return {
             "event_id": self.event_id,
             "user_id": self.user_id,
@@ -101,6 +104,7 @@ class GrantEvent:
             "email": self.email,
             "status": self.status,
             "occurred_at": self.occurred_at,
+            "metadata": dict(self.metadata),
         }
 
 
@@ -152,6 +156,7 @@ def event_for(record: Mapping[str, Any]) -> GrantEvent | None:
             _s(old, "email"),
             DISCONNECTED,
             _iso(when),
+            from_attribute(old.get("metadata")),
         )
     if name not in ("INSERT", "MODIFY") or not new:
         return None
@@ -168,6 +173,7 @@ def event_for(record: Mapping[str, Any]) -> GrantEvent | None:
             _s(new, "email"),
             status,
             occurred_at,
+            from_attribute(new.get("metadata")),
         )
 
     if not old:

@@ -6,7 +6,8 @@ that lets go of a grant also enqueues its revocation in the outbox (outbox.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +24,11 @@ from teams_connect.errors import (
     UpstreamUnavailable,
 )
 from teams_connect.observability import logger
+from teams_connect.rules.metadata import from_attribute as metadata_from_attribute
+from teams_connect.rules.metadata import to_attribute as metadata_attribute
+
+#: The `grant_list` value of every USER# item: the one partition of the `grants-all` index.
+LIST_KEY = "grant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,9 @@ class GrantRecord:
     notified_at: int = 0
     #: The mailbox's Microsoft Entra tenant where it could be learnt (docs/admin-consent.md); None otherwise.
     tenant_id: str | None = None
+    # The app's own tags from the session that connected it (teams_connect.rules.metadata): answered
+    # by GET /v1/grants/{user_id}, carried in every event of the grant.
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -69,6 +78,13 @@ class GrantRecord:
             item["notified_at"] = {"N": str(self.notified_at)}
         if self.tenant_id:
             item["tenant_id"] = {"S": self.tenant_id}
+        if self.metadata:
+            item["metadata"] = metadata_attribute(self.metadata)
+        # The listing's index keys (template.yaml GrantsTable, GET /v1/grants): every USER# item is in
+        # `grants-all` and `grants-by-status` (on `status`), and in `grants-by-email` when it has one.
+        item["grant_list"] = {"S": LIST_KEY}
+        if self.email:
+            item["email_lc"] = {"S": self.email.lower()}
         return item
 
     @classmethod
@@ -89,6 +105,7 @@ class GrantRecord:
             missing_scopes=tuple(x["S"] for x in item.get("missing_scopes", {}).get("L", [])),
             notified_at=int(item.get("notified_at", {}).get("N", "0")),
             tenant_id=item.get("tenant_id", {}).get("S") or None,
+            metadata=metadata_from_attribute(item.get("metadata")),
         )
 
 

@@ -7,6 +7,7 @@ a consumed session can be released back to started so the same browser may retry
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ from teams_connect.errors import (
     SessionUsed,
 )
 from teams_connect.observability import logger
+from teams_connect.rules.metadata import from_attribute as metadata_from_attribute
+from teams_connect.rules.metadata import to_attribute as metadata_attribute
 
 PENDING, STARTED, CONSUMED, COMPLETED, FAILED = "pending", "started", "consumed", "completed", "failed"
 SESSION_RETENTION_SECONDS = 3600  # TTL grace after expiry: keeps replays answerable, then gone
@@ -78,6 +81,9 @@ class SessionRecord:
         error.popup_session = self.popup_id
         return error
 
+    #: The app's own tags given at POST /v1/sessions (None: not given; the grant keeps what it has).
+    metadata: Mapping[str, str] | None = None
+
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> SessionRecord:
         def s(name: str) -> str | None:
@@ -111,6 +117,7 @@ class SessionRecord:
             display=s("display") or "redirect",
             reconnect=bool(item.get("reconnect", {}).get("BOOL", False)),
             error_code=s("error_code"),
+            metadata=metadata_from_attribute(item["metadata"]) if "metadata" in item else None,
         )
 
 
@@ -165,6 +172,7 @@ class SessionStore:
         expected_email: str | None = None,
         display: str = "redirect",
         reconnect: bool = False,
+        metadata: Mapping[str, str] | None = None,
     ) -> SessionRecord:
         expires_at = now + ttl_seconds
         item: dict[str, Any] = {
@@ -188,6 +196,8 @@ class SessionStore:
             item["display"] = {"S": display}
         if reconnect:
             item["reconnect"] = {"BOOL": True}
+        if metadata is not None:
+            item["metadata"] = metadata_attribute(metadata)
         try:
             self.client.put_item(
                 TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(session_id)"
