@@ -53,7 +53,7 @@ def load_parameter_set(path: Path) -> ParameterSet:
         isinstance(item, dict) and set(item) == {"ParameterKey", "ParameterValue"} for item in data
     ):
         raise TemplateError(
-            f"{path.name}: a parameter set is a list of {{\"ParameterKey\", \"ParameterValue\"}} objects"
+            f'{path.name}: a parameter set is a list of {{"ParameterKey", "ParameterValue"}} objects'
         )
     values = {str(item["ParameterKey"]): str(item["ParameterValue"]) for item in data}
     if len(values) != len(data):
@@ -106,7 +106,7 @@ class Evaluation:
     def _truth(self, node: Any, stack: tuple[str, ...]) -> bool:
         if not isinstance(node, dict) or len(node) != 1:
             raise TemplateError(f"Condition {stack[-1]}: cannot evaluate {json.dumps(node)}")
-        (function, argument), = node.items()
+        ((function, argument),) = node.items()
         if function == "Condition":
             return self.condition(str(argument), stack)
         if function == "Fn::Equals":
@@ -177,7 +177,7 @@ class Evaluation:
             return node
         if len(node) != 1:
             return {key: self.value(item) for key, item in node.items()}
-        (function, argument), = node.items()
+        ((function, argument),) = node.items()
         if function == "Ref":
             name = str(argument)
             if name == "AWS::NoValue":

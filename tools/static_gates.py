@@ -767,7 +767,13 @@ SECRET_KMS_ACTIONS: dict[str, frozenset[str]] = {
     "secretsmanager:PutSecretValue": frozenset({"kms:GenerateDataKey"}),
 }
 TABLE_READS = frozenset(
-    {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"}
+    {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:BatchGetItem",
+        "dynamodb:ConditionCheckItem",
+    }
 )
 TABLE_WRITES = frozenset(
     {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
