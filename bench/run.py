@@ -1191,9 +1191,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {function} | " + " | ".join(cells) + " |")
     lines += ["", "| target | result | margin | why missed |", "|---|---|---|---|"]
     for t in results["targets"]:
-        lines.append(
-            f"| {t['target']} | {_result(t)} | {t['margin']} | {t['why']} |"
-        )
+        lines.append(f"| {t['target']} | {_result(t)} | {t['margin']} | {t['why']} |")
     lines += [
         "",
         "xfloor / xnaive: ratios of the wall-time medians (the targets); the CPU columns: the same "
