@@ -15,11 +15,12 @@ NYLAS_API ?= v3
 export NYLAS_API
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: help venv run test lint typecheck lint-template static bench build clean chaos
+.PHONY: help venv run test lint typecheck lint-template static deploy-check bench build clean chaos
 
 help:
 	@echo "make run    start everything locally (NYLAS_API=beta make run for the beta flavour)"
 	@echo "make test   lint + type-check + all tests (installs what it needs on first run)"
+	@echo "make deploy-check  offline rehearsal of sam build + sam deploy (part of make test)"
 	@echo "make bench  cold start / latency / round trips / size report"
 	@echo "make chaos  a long randomized fault campaign over the local stack (CHAOS_SEED=n replays one)"
 
@@ -56,7 +57,7 @@ lint-template: $(STAMP)
 static: $(STAMP)
 	$(PY) -m tools.static_gates
 
-test: $(STAMP) browser lint typecheck lint-template static
+test: $(STAMP) browser lint typecheck lint-template static deploy-check
 	rm -f test-results/figures-*.json
 	$(PY) -m pytest
 	$(PY) -m tools.figures
@@ -72,6 +73,12 @@ chaos: $(STAMP)
 # Function and layer packages exactly as deployed (.build/), with checked-hash bytecode.
 build: $(STAMP)
 	$(PY) -m tools.package
+
+# The offline rehearsal of `sam build` + `sam deploy` (docs/deployment.md, "The deploy rehearsal"): the
+# built packages, every parameter set of deploy/parameters translated and linted in every claimed region,
+# each role's permissions, each function imported as Lambda does, the template's size and S3 deploys.
+deploy-check: $(STAMP) build
+	$(PY) -m tools.deploy_check
 
 # Cold start, warm latency, round trips and package sizes; updates bench/results, docs/performance.md and
 # the README's summary line.

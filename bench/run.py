@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / ".build"
 RESULTS = Path(__file__).resolve().parent / "results"
 CHILD_SOURCE = (Path(__file__).resolve().parent / "child.py").read_text(encoding="utf-8")
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 
 FUNCTIONS = (
     "create_session",
@@ -100,9 +99,9 @@ LOGICAL_IDS = {
 # Functions without an HTTP route: (template timeout) for their Lambda context.
 EVENT_SOURCED = {"grant_events": 30, "revoke_sweeper": 60, "session_events": 30, "app_webhook": 120}
 # The floors: the least any implementation of a function must load at init. `services`: the botocore
-# clients it needs; `httpx`: it calls Nylas (httpx.Client with its TLS context); `boto3`: a library
-# the issue mandates imports boto3 on its own (Powertools Idempotency's DynamoDB persistence layer:
-# `import boto3` + `boto3.dynamodb.types`, issue 12 item 2).
+# clients it needs; `httpx`: it calls Nylas (httpx.Client with its TLS context); `boto3`: the floor of
+# a function that must import boto3 itself (kept for comparison: create_meeting no longer does, its
+# Idempotency records go through the botocore client, teams_connect.adapters.store.idempotency).
 FLOORS: dict[str, dict[str, Any]] = {
     "aws": {"services": ["dynamodb", "secretsmanager"], "httpx": False, "boto3": False},
     "httpx": {"services": ["dynamodb", "secretsmanager"], "httpx": True, "boto3": False},
@@ -122,7 +121,7 @@ FLOOR_OF = {
     "get_grant": "aws",
     "list_grants": "aws",  # index queries + the API keys and cursor key secrets
     "delete_grant": "httpx",
-    "create_meeting": "httpx+boto3",
+    "create_meeting": "httpx",
     "get_meeting": "httpx",
     "update_meeting": "httpx",
     "delete_meeting": "httpx",
@@ -768,17 +767,11 @@ def no_bytecode_copy(source: Path, target: Path) -> Path:
 
 
 def runtime_dir() -> Path:
-    """A stand-in for the runtime's /var/runtime: only boto3 & co. (symlinks into the dev venv)."""
-    import boto3
+    """The runtime's own packages (/var/runtime): boto3/botocore at the python3.12 runtime's version
+    (requirements-runtime.txt, installed once in .build/runtime/, as make deploy-check uses them)."""
+    from tools.deploy_check import runtime_packages
 
-    site = Path(boto3.__file__).resolve().parents[1]
-    target = BUILD / "local" / "runtime"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in RUNTIME_PACKAGES:
-        link = target / name
-        if not link.exists():
-            link.symlink_to(site / name)
-    return target
+    return runtime_packages(BUILD)
 
 
 def lambda_environment(stack: Any, function: str, *, tracing: bool) -> dict[str, str]:
@@ -1173,8 +1166,14 @@ def _floor_miss_why(function: str) -> str:
 
 
 # `python -X importtime` of the built create_meeting (self times, this machine): the Idempotency
-# utility's own modules ≈ 15 ms; boto3's ≈ 6 ms, counted in that function's floor.
-IDEMPOTENCY_COST = ", the Powertools Idempotency utility (≈ 15 ms of its own modules; boto3 is in the floor)"
+# utility's own modules ≈ 15 ms (no boto3: teams_connect.adapters.store.idempotency).
+IDEMPOTENCY_COST = ", the Powertools Idempotency utility (≈ 15 ms of its own modules, without boto3)"
+
+
+def _result(target: dict[str, Any]) -> str:
+    if target.get("reported"):
+        return "reported"
+    return "met" if target["met"] else "**missed**"
 
 
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1183,6 +1182,11 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     def add(name: str, met: bool, margin: str, why: str = "") -> None:
         targets.append({"target": name, "met": met, "margin": margin, "why": "" if met else why})
+
+    def report(name: str, margin: str) -> None:
+        # Scheduled and stream functions: measured against their own floor, not held to the browser
+        # and API targets (no user waits on their cold start; issue 20).
+        targets.append({"target": name, "met": True, "margin": margin, "why": "", "reported": True})
 
     naive = cold["naive"]["init_ms"]["p50"]
     naive_cpu = cold["naive"]["init_cpu_ms"]["p50"]
@@ -1193,36 +1197,43 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         init = cold[f"{function}/pyc"]["init_ms"]["p50"]
         cpu = cold[f"{function}/pyc"]["init_cpu_ms"]["p50"]
         extra = ""
-        if floor_key == "httpx+boto3":  # the same init against the floor without boto3, for the record
-            plain = cold["floor/httpx"]["init_ms"]["p50"]
-            extra = f"; {init / plain:.2f}x the httpx floor without boto3 ({_ms(plain)})"
-        add(
-            f"{function}: cold init ≤ 1.3x floor ({floor_key})",
-            init <= 1.3 * floor,
-            f"{init / floor:.2f}x ({_ms(init)} vs {_ms(floor)}); CPU time {cpu / floor_cpu:.2f}x{extra}",
-            _floor_miss_why(function),
-        )
-        if calls_nylas(function):
-            room = (
-                f"which leaves ≈ {0.6 - floor / naive:.2f}x"
-                if floor / naive < 0.6
-                else "already above the target, which leaves nothing"
+        if function in EVENT_SOURCED:
+            report(
+                f"{function}: cold init (scheduled/stream: reported, not a browser target)",
+                f"{init / floor:.2f}x its floor ({floor_key}: {_ms(init)} vs {_ms(floor)}; CPU time "
+                f"{cpu / floor_cpu:.2f}x), {init / naive:.2f}x naive (CPU time {cpu / naive_cpu:.2f}x)",
             )
-            naive_why = (
-                f"the floor alone ({FLOOR_NOTES[floor_key]}) is {floor / naive:.2f}x naive, {room} "
-                "for everything else: Powertools Logger + Metrics "
-                "(≈ 15-20 ms), teams_connect (≈ 15 ms), tenacity (≈ 6 ms) and pybreaker (≈ 1 ms)"
-                + (IDEMPOTENCY_COST if function == "create_meeting" else "")
-                + "; the retry and circuit-breaker libraries stay, and Logger/Metrics pay for themselves"
+        elif function == "create_meeting":  # what boto3 would add, for the record
+            boto3_floor = cold["floor/httpx+boto3"]["init_ms"]["p50"]
+            extra = f"; the httpx floor + boto3 would be {_ms(boto3_floor)}"
+        if function not in EVENT_SOURCED:
+            add(
+                f"{function}: cold init ≤ 1.3x floor ({floor_key})",
+                init <= 1.3 * floor,
+                f"{init / floor:.2f}x ({_ms(init)} vs {_ms(floor)}); CPU time {cpu / floor_cpu:.2f}x{extra}",
+                _floor_miss_why(function),
             )
-        else:
-            naive_why = "botocore and Powertools Logger/Metrics are in both stacks"
-        add(
-            f"{function}: cold init ≤ 0.6x naive",
-            init <= 0.6 * naive,
-            f"{init / naive:.2f}x ({_ms(init)} vs {_ms(naive)}); CPU time {cpu / naive_cpu:.2f}x",
-            naive_why,
-        )
+            if calls_nylas(function):
+                room = (
+                    f"which leaves ≈ {0.6 - floor / naive:.2f}x"
+                    if floor / naive < 0.6
+                    else "already above the target, which leaves nothing"
+                )
+                naive_why = (
+                    f"the floor alone ({FLOOR_NOTES[floor_key]}) is {floor / naive:.2f}x naive, {room} "
+                    "for everything else: Powertools Logger + Metrics "
+                    "(≈ 15-20 ms), teams_connect (≈ 15 ms), tenacity (≈ 6 ms) and pybreaker (≈ 1 ms)"
+                    + (IDEMPOTENCY_COST if function == "create_meeting" else "")
+                    + "; the retry and circuit-breaker libraries stay, and Logger/Metrics pay for themselves"
+                )
+            else:
+                naive_why = "botocore and Powertools Logger/Metrics are in both stacks"
+            add(
+                f"{function}: cold init ≤ 0.6x naive",
+                init <= 0.6 * naive,
+                f"{init / naive:.2f}x ({_ms(init)} vs {_ms(naive)}); CPU time {cpu / naive_cpu:.2f}x",
+                naive_why,
+            )
         first = cold[f"{function}/pyc"]["first_ms"]["p50"]
         second = cold[f"{function}/pyc"]["second_ms"]["p50"]
         penalty = cold[f"{function}/pyc"]["first_penalty_ms"]["p50"]
@@ -1248,8 +1259,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             "botocore request building / response parsing counts as overhead here (the hooks time the "
             "call from before-call to after-call) and the EMF metrics line is serialised per invocation"
             + (
-                "; Powertools Idempotency hashes and serialises the request and the answer, and builds "
-                "its record with boto3's TypeSerializer"
+                "; Powertools Idempotency hashes and serialises the request and the answer"
                 if function == "create_meeting"
                 else ""
             ),
@@ -1365,10 +1375,10 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Floors (the least any implementation of the function must load at init): **aws** = "
         f"{FLOOR_NOTES['aws']}; **httpx** = {FLOOR_NOTES['httpx']}, for the functions that call Nylas; "
-        f"**httpx+boto3** (create_meeting) = {FLOOR_NOTES['httpx+boto3']}: issue 12 requires the "
-        "Powertools Idempotency utility, whose DynamoDB persistence layer imports boto3 at module "
-        "level (boto3 comes from the runtime, not the layer), so no implementation that uses it can "
-        "start without boto3; the target margin also gives the ratio against the httpx floor; "
+        "create_meeting keeps the Powertools Idempotency utility (issue 12) but not boto3, which "
+        "Powertools' own DynamoDB persistence layer imports: its records go through the botocore "
+        "client (teams_connect.adapters.store.idempotency), so its floor is **httpx** too; "
+        f"**httpx+boto3** = {FLOOR_NOTES['httpx+boto3']}, measured for comparison; "
         f"**events** (grant_events) = {FLOOR_NOTES['events']}: it reads no table and no secret (the "
         "stream records come in the event), it publishes to EventBridge; "
         f"**webhook** (app_webhook) = {FLOOR_NOTES['webhook']}: it reads the signing secret, changes "
@@ -1404,9 +1414,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {function} | " + " | ".join(cells) + " |")
     lines += ["", "| target | result | margin | why missed |", "|---|---|---|---|"]
     for t in results["targets"]:
-        lines.append(
-            f"| {t['target']} | {'met' if t['met'] else '**missed**'} | {t['margin']} | {t['why']} |"
-        )
+        lines.append(f"| {t['target']} | {_result(t)} | {t['margin']} | {t['why']} |")
     lines += [
         "",
         "xfloor / xnaive: ratios of the wall-time medians (the targets); the CPU columns: the same "

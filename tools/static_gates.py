@@ -713,6 +713,9 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
             ("secretsmanager:GetSecretValue", "ListingCursorSecret"),
         }
     ),
+    # The stream records come in the event (its event source mapping reads the stream; SAM's managed
+    # stream policy): no table item or secret of its own. Its only KMS use is decrypting the records.
+    "GrantEventsFunction": frozenset(),
     # GRANT# owner lookup; one transaction: Put the NOTIFICATION# dedupe marker + Update USER#.
     "NylasWebhooksFunction": frozenset(
         {
@@ -753,24 +756,168 @@ def _function_roles(template: dict[str, Any]) -> dict[str, str]:
     return roles
 
 
-def granted_actions(template: dict[str, Any], role: str) -> set[tuple[str, str]]:
-    """(action, resource) pairs for DynamoDB and Secrets Manager that a role's inline policies allow."""
-    granted: set[tuple[str, str]] = set()
+def _via_services(statement: dict[str, Any]) -> frozenset[str]:
+    """The services a statement is restricted to by `kms:ViaService` (`dynamodb`, `secretsmanager`…)."""
+    services: set[str] = set()
+    for operator, conditions in (statement.get("Condition") or {}).items():
+        if not str(operator).startswith("StringEquals") or not isinstance(conditions, dict):
+            continue
+        for key, value in conditions.items():
+            if str(key).lower() != "kms:viaservice":
+                continue
+            for item in _as_list(value):
+                text = item.get("Fn::Sub", "") if isinstance(item, dict) else str(item)
+                services.add(str(text).split(".", 1)[0])
+    return frozenset(services)
+
+
+def _role_statements(template: dict[str, Any], role: str) -> Iterator[dict[str, Any]]:
     props = (template.get("Resources", {}).get(role) or {}).get("Properties") or {}
     for policy in _as_list(props.get("Policies") or []):
         for statement in _as_list((policy.get("PolicyDocument") or {}).get("Statement") or []):
-            if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            if isinstance(statement, dict) and statement.get("Effect") == "Allow":
+                yield statement
+
+
+def granted_actions(template: dict[str, Any], role: str) -> set[tuple[str, str]]:
+    """(action, resource) pairs for DynamoDB, Secrets Manager and KMS that a role's inline policies allow
+    (KMS resources: the key's logical id or its ARN parameter)."""
+    granted: set[tuple[str, str]] = set()
+    for statement in _role_statements(template, role):
+        for action in (str(a) for a in _as_list(statement.get("Action") or [])):
+            if action.split(":", 1)[0].lower() not in _MODELLED:
                 continue
-            for action in (str(a) for a in _as_list(statement.get("Action") or [])):
-                if action.split(":", 1)[0].lower() not in _SERVICES:
-                    continue
-                for resource in _as_list(statement.get("Resource") or []):
-                    granted.add((action, _resource_name(resource)))
+            for resource in _as_list(statement.get("Resource") or []):
+                granted.add((action, _resource_name(resource)))
     return granted
 
 
-def policy_least_privilege(template: dict[str, Any]) -> list[str]:
+def _kms_grants_without_via(template: dict[str, Any], role: str, service: str, keys: set[str]) -> set[str]:
+    """The `kms:` grants on `keys` that are not restricted to `service` by `kms:ViaService`."""
+    loose: set[str] = set()
+    for statement in _role_statements(template, role):
+        actions = [str(a) for a in _as_list(statement.get("Action") or []) if str(a).startswith("kms:")]
+        resources = {_resource_name(r) for r in _as_list(statement.get("Resource") or [])}
+        if actions and resources & keys and _via_services(statement) != {service}:
+            loose |= {f"{a} on {k}" for a in actions for k in sorted(resources & keys)}
+    return loose
+
+
+# --------------------------------------------------------------------------- KMS, derived from the above
+#
+# No KMS permission is declared by hand: it follows from what a function does with the secrets and
+# tables (LEAST_PRIVILEGE) and from which key encrypts them in a given parameter set.
+#
+# - The three parameter secrets are encrypted with `SecretsKmsKeyArn` when it is set (else with the
+#   AWS-managed aws/secretsmanager key, which needs no permission); a stack-created secret with the key
+#   its `KmsKeyId` names. That key's policy is the customer's and normally delegates to IAM, so the
+#   role itself must allow: GetSecretValue -> kms:Decrypt, PutSecretValue -> kms:GenerateDataKey (Secrets
+#   Manager's envelope encryption asks KMS for a data key; it never calls kms:Encrypt), restricted by
+#   `kms:ViaService` to Secrets Manager.
+# - The tables are encrypted with the stack's own key (SSESpecification.KMSMasterKeyId). Its key policy
+#   lets the account's principals use it through DynamoDB (statement ThroughDynamoDB), so an IAM grant
+#   is optional, but one that is given must be needed: reads (and stream records) -> kms:Decrypt;
+#   writes -> kms:Decrypt, kms:Encrypt, kms:GenerateDataKey.
+SECRETS_KEY_PARAMETER = "SecretsKmsKeyArn"
+SECRET_KMS_ACTIONS: dict[str, frozenset[str]] = {
+    "secretsmanager:GetSecretValue": frozenset({"kms:Decrypt"}),
+    "secretsmanager:PutSecretValue": frozenset({"kms:GenerateDataKey"}),
+}
+TABLE_READS = frozenset(
+    {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "dynamodb:BatchGetItem",
+        "dynamodb:ConditionCheckItem",
+    }
+)
+TABLE_WRITES = frozenset(
+    {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+)
+_MODELLED = (*_SERVICES, "kms")
+
+
+def secret_keys(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, str]:
+    """secret (ARN parameter or stack secret) -> the customer-managed key (parameter or logical id)
+    that encrypts it, in a template whose conditions are resolved, for these parameter values."""
+    keys: dict[str, str] = {}
+    declared: dict[str, Any] = template.get("Parameters") or {}
+    customer_key = str(parameters.get(SECRETS_KEY_PARAMETER) or "")
+    if customer_key:
+        for name, spec in declared.items():
+            if name.endswith("Arn") and _SECRET_ARN_PATTERN.search(str(spec.get("AllowedPattern", ""))):
+                keys[name] = SECRETS_KEY_PARAMETER
+    for name, secret in _resources(template, "AWS::SecretsManager::Secret").items():
+        key = (secret.get("Properties") or {}).get("KmsKeyId")
+        if key is not None and not (isinstance(key, str) and key.startswith("alias/aws/")):
+            keys[name] = _resource_name(key)
+    return keys
+
+
+def table_keys(template: dict[str, Any]) -> dict[str, str]:
+    """table logical id -> the template's KMS key (logical id) that encrypts it."""
+    keys: dict[str, str] = {}
+    for name, table in _resources(template, "AWS::DynamoDB::Table").items():
+        sse = (table.get("Properties") or {}).get("SSESpecification") or {}
+        key = sse.get("KMSMasterKeyId")
+        if sse.get("SSEEnabled") is True and key is not None:
+            keys[name] = _resource_name(key)
+    return keys
+
+
+def _stream_tables(template: dict[str, Any], function: str) -> set[str]:
+    """Tables whose stream invokes `function` (its event source mappings)."""
+    tables: set[str] = set()
+    names = {function} | {
+        logical_id
+        for logical_id, alias in _resources(template, "AWS::Lambda::Alias").items()
+        if function in _ref_names((alias.get("Properties") or {}).get("FunctionName"))
+    }
+    for mapping in _resources(template, "AWS::Lambda::EventSourceMapping").values():
+        props = mapping.get("Properties") or {}
+        if not names & _ref_names(props.get("FunctionName")):
+            continue
+        source = props.get("EventSourceArn")
+        if isinstance(source, dict) and "Fn::GetAtt" in source:
+            target = source["Fn::GetAtt"]
+            parts = target if isinstance(target, list) else str(target).split(".", 1)
+            if len(parts) == 2 and parts[1] == "StreamArn":
+                tables.add(str(parts[0]))
+    return tables
+
+
+def kms_needs(
+    template: dict[str, Any], function: str, declared: frozenset[tuple[str, str]], parameters: dict[str, Any]
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(what the role must allow, what it may allow) on KMS keys, from `declared` (LEAST_PRIVILEGE)."""
+    required: set[tuple[str, str]] = set()
+    allowed: set[tuple[str, str]] = set()
+    by_secret = secret_keys(template, parameters)
+    for action, resource in declared:
+        key = by_secret.get(resource)
+        if key is not None:
+            required |= {(kms, key) for kms in SECRET_KMS_ACTIONS.get(action, frozenset())}
+    by_table = table_keys(template)
+    for action, resource in declared:
+        key = by_table.get(resource.split("/index/", 1)[0])
+        if key is None:
+            continue
+        if action in TABLE_READS or action in TABLE_WRITES:
+            allowed.add(("kms:Decrypt", key))
+        if action in TABLE_WRITES:
+            allowed |= {("kms:Encrypt", key), ("kms:GenerateDataKey", key)}
+    for table in _stream_tables(template, function):
+        if table in by_table:
+            allowed.add(("kms:Decrypt", by_table[table]))
+    return required, allowed | required
+
+
+def least_privilege_findings(template: dict[str, Any], parameters: dict[str, Any]) -> list[str]:
+    """The least-privilege findings of a translated template whose conditions are resolved for one
+    parameter set (`parameters`: its values, defaults applied)."""
     findings: list[str] = []
+    secrets_keys = set(secret_keys(template, parameters).values())
     for function, role in sorted(_function_roles(template).items()):
         granted = granted_actions(template, role)
         needed = LEAST_PRIVILEGE.get(function)
@@ -781,11 +928,50 @@ def policy_least_privilege(template: dict[str, Any]) -> list[str]:
                     "tools/static_gates.LEAST_PRIVILEGE"
                 )
             continue
-        for action, resource in sorted(granted - needed):
+        kms_required, kms_allowed = kms_needs(template, function, needed, parameters)
+        granted_kms = {g for g in granted if g[0].startswith("kms:")}
+        granted_rest = granted - granted_kms
+        for action, resource in sorted(granted_rest - needed):
             findings.append(f"{function}: grants {action} on {resource}, which its code does not use")
-        for action, resource in sorted(needed - granted):
+        for action, resource in sorted(needed - granted_rest):
             findings.append(f"{function}: lacks {action} on {resource}, which its code uses")
+        for action, resource in sorted(granted_kms - kms_allowed):
+            findings.append(
+                f"{function}: grants {action} on {resource}, which no secret or table it uses needs"
+            )
+        for action, resource in sorted(kms_required - granted_kms):
+            readers = sorted(r for a, r in needed if a.startswith("secretsmanager:"))
+            findings.append(
+                f"{function}: lacks {action} on {resource}, which it needs to use the secret(s) "
+                f"{', '.join(readers)} encrypted with it (add the SecretsKey statement: "
+                f"`!If [HasSecretsKmsKey, {{Sid: SecretsKey, Action: [{action}], Resource: !Ref {resource}, "
+                "Condition kms:ViaService secretsmanager}, !Ref AWS::NoValue]`)"
+            )
+        for grant in sorted(_kms_grants_without_via(template, role, "secretsmanager", secrets_keys)):
+            findings.append(
+                f"{function}: {grant} must be restricted to Secrets Manager (Condition StringEquals "
+                "kms:ViaService secretsmanager.${AWS::Region}.amazonaws.com)"
+            )
     return findings
+
+
+def policy_least_privilege(template: dict[str, Any]) -> list[str]:
+    """Least privilege, KMS included, for every parameter set of deploy/parameters (conditions resolved
+    per set). A finding of only some sets names them."""
+    from tools.cfn import Evaluation, parameter_sets
+
+    by_finding: dict[str, list[str]] = {}
+    sets = parameter_sets()
+    if not sets:
+        return ["no parameter set in deploy/parameters/: least privilege cannot be resolved"]
+    for parameters in sets:
+        evaluation = Evaluation(template, parameters)
+        for finding in least_privilege_findings(evaluation.resolved(), evaluation.values):
+            by_finding.setdefault(finding, []).append(parameters.name)
+    return [
+        finding if len(names) == len(sets) else f"{finding} (parameter set(s): {', '.join(names)})"
+        for finding, names in by_finding.items()
+    ]
 
 
 POLICY_CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {

@@ -10,25 +10,21 @@ same key + another body → 422 `idempotency_key_reused`; the same key while the
 running → 409 `conflict`. A failed create leaves no record (Powertools deletes it), so a retry runs
 again, and the meeting's metadata tag (meetings.create_tag) makes that retry find a meeting whose
 create timed out instead of making a second one. Imported only by the create function.
+
+The utility persists through `adapters.store.idempotency.IdempotencyStore` (Powertools' DynamoDB
+items on the container's botocore client): Powertools' own DynamoDB layer would load boto3 at init.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
+from teams_connect.adapters.store.idempotency import (
     IdempotencyConfig,
+    IdempotencyStore,
+    exceptions,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    BaseError as IdempotencyError,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
-
 from teams_connect.domain.meetings import Meetings
 from teams_connect.errors import Conflict, ConnectError, IdempotencyKeyReused, UpstreamUnavailable
 from teams_connect.observability import logger
@@ -48,7 +44,7 @@ class MeetingsCreate:
             raise_on_no_idempotency_key=True,
             expires_after_seconds=EXPIRES_AFTER_SECONDS,
         )
-        self.persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
+        self.persistence = IdempotencyStore(table, client)
         self._idempotent = idempotent_function(
             data_keyword_argument="call",
             persistence_store=self.persistence,
@@ -87,13 +83,13 @@ class MeetingsCreate:
             result: dict[str, Any] = self._idempotent(call=call, deadline=deadline)
         except ConnectError:
             raise
-        except IdempotencyValidationError:
+        except exceptions.IdempotencyValidationError:
             raise IdempotencyKeyReused() from None
-        except IdempotencyAlreadyInProgressError:
+        except exceptions.IdempotencyAlreadyInProgressError:
             raise Conflict(
                 "A request with this Idempotency-Key is still in progress; retry shortly."
             ) from None
-        except IdempotencyError as exc:
+        except exceptions.BaseError as exc:
             logger.error("idempotency store failed", extra={"error_type": type(exc).__name__})
             raise UpstreamUnavailable() from None
         return result

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from teams_connect.errors import InvalidRequest
 from teams_connect.rules.security import EMAIL_RE
@@ -94,6 +93,10 @@ def _timezone(body: dict[str, Any]) -> str | None:
     value = body["timezone"]
     if not isinstance(value, str) or not _TIMEZONE.match(value):
         raise InvalidRequest("timezone must be an IANA time zone name.")
+    # zoneinfo (with sysconfig for its search path) only where a body names a time zone: the get and
+    # delete functions import these rules but never load it at init (cold start, issue 20).
+    from zoneinfo import ZoneInfo
+
     try:
         ZoneInfo(value)
     except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
