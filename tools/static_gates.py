@@ -716,6 +716,8 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
     # The stream records come in the event (its event source mapping reads the stream; SAM's managed
     # stream policy): no table item or secret of its own. Its only KMS use is decrypting the records.
     "GrantEventsFunction": frozenset(),
+    # The same for the sessions table's publisher (Connect Failed, Tenant Admin Consented).
+    "SessionEventsFunction": frozenset(),
     # GRANT# owner lookup; one transaction: Put the NOTIFICATION# dedupe marker + Update USER#.
     "NylasWebhooksFunction": frozenset(
         {
