@@ -246,8 +246,7 @@ print(json.dumps(sorted(n for n in sys.modules if n.startswith(heavy) or n == "t
 """
 
 
-@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events", "session_events"])
-@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events", "app_webhook"])
+@pytest.mark.parametrize("function", ["nylas_webhooks", "grant_events", "session_events", "app_webhook"])
 def test_lifecycle_handlers_load_no_resolver_and_no_batch_utility(function: str) -> None:
     env = {**os.environ, **ENV, "NYLAS_API": "v3", "PYTHONPATH": str(ROOT / "layers" / "core")}
     env.pop("LAMBDA_TASK_ROOT", None)
