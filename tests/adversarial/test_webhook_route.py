@@ -112,11 +112,14 @@ def test_odd_challenges_are_400(http: httpx.Client, guard: Guard, query: str) ->
 
 
 def test_a_challenge_is_echoed_as_plain_text_only(http: httpx.Client) -> None:
-    answer = http.get(PATH, params={"challenge": "<script>alert(1)</script>"})
+    # Security review 3, G9: markup is never echoed on the service's origin; a token is, sandboxed.
+    assert http.get(PATH, params={"challenge": "<script>alert(1)</script>"}).status_code == 400
+    answer = http.get(PATH, params={"challenge": "tok_3n-a.b~C"})
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     assert answer.headers["x-content-type-options"] == "nosniff"
-    assert answer.text == "<script>alert(1)</script>"
+    assert answer.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert answer.text == "tok_3n-a.b~C"
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
