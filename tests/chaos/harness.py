@@ -179,7 +179,10 @@ class Harness:
                 url = urljoin(url, page.headers["location"])
             if page.status_code != 200:
                 return f"consent-page:{page.status_code}"
-            form = parse_consent_form(url, page.text)
+            try:
+                form = parse_consent_form(url, page.text)
+            except AssertionError:  # not the consent form: e.g. the emulator's error page
+                return f"consent-page:{page.text[:80]!r}"
             consented = browser.post(form.url, data={**form.fields, "email": email, "decision": decision})
             if consented.status_code not in (302, 303):
                 return f"consent:{consented.status_code}"
