@@ -28,6 +28,7 @@ from typing import ClassVar
 import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import engine
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -50,6 +51,9 @@ from tests.chaos.invariants import (
 from tests.support.stack_process import StackUrls
 
 SEQUENCES = int(os.environ.get("CHAOS_SEQUENCES", "") or 12)
+#: How long Hypothesis may shrink a failure (its own cap is 300 s; the bounded run in `make test`
+#: keeps it shorter). Set through Hypothesis's engine constant: no setting exposes it.
+SHRINK_SECONDS = int(os.environ.get("CHAOS_SHRINK_SECONDS", "") or 120)
 STEPS = int(os.environ.get("CHAOS_STEPS", "") or 14)
 USERS, MAILBOXES = 3, 4
 #: Past every revoke backoff (at most 6 h) and every abandoned flow's grace: the final sweep owes
@@ -272,6 +276,7 @@ def test_fault_campaign(chaos_stack: StackUrls) -> None:
     Campaign.harness = Harness(chaos_stack)
     Campaign.run_tag = f"c{chosen % 100000}-{os.getpid()}"
     started = time.monotonic()
+    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS
     try:
         run_state_machine_as_test(
             seed(chosen)(Campaign),
