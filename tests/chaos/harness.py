@@ -278,8 +278,11 @@ class Harness:
         grant = self.grant_of(email)
         if grant is None:
             return False
-        answer = self.nylas.delete(f"/v3/grants/{grant['id']}")
-        assert answer.status_code in (200, 404), answer.text
+        try:
+            answer = self.nylas.delete(f"/v3/grants/{grant['id']}")
+        except httpx.HTTPError:  # a fault injected on this route (dropped, slow) hits the operator too
+            return False
+        assert answer.status_code in (200, 404) or answer.status_code in (429, 500, 503), answer.text
         return answer.status_code == 200
 
     def nylas_change_scopes(self, email: str, scopes: list[str]) -> bool:
