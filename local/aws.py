@@ -141,8 +141,12 @@ def make_dynamodb_atomic() -> None:
     transaction whole or not at all, as DynamoDB Streams does).
     """
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
+    handler = DynamoHandler.transact_write_items
+    if not getattr(handler, "_teams_connect_idempotent", False):
+        DynamoHandler.transact_write_items = _idempotent_transactions(handler)  # type: ignore[method-assign]
     transact = DynamoDBBackend.transact_write_items
     if not getattr(transact, "_teams_connect_streams", False) and not getattr(
         transact, "_teams_connect_atomic", False
@@ -163,6 +167,44 @@ def make_dynamodb_atomic() -> None:
 
             locked._teams_connect_atomic = True  # type: ignore[attr-defined]
             setattr(backend, name, locked)
+
+
+# ClientRequestToken → (the request's items, when the token lapses, the answer): DynamoDB makes a
+# TransactWriteItems with the same token idempotent for 10 minutes, and botocore sends one token per
+# call, the same on each retry. moto ignores it: a transaction that committed but answered after the
+# client's read timeout was applied again on botocore's retry, and its conditions failed. The fault
+# campaign saw a connect that had stored its grant end `session_used` (the session step's condition).
+_TRANSACTION_TOKENS: dict[str, tuple[str, float, Any]] = {}
+TRANSACTION_TOKEN_SECONDS = 600
+
+
+def _idempotent_transactions(original: Any) -> Any:
+    """moto's TransactWriteItems handler, idempotent per ClientRequestToken as DynamoDB is."""
+    from moto.dynamodb.exceptions import DynamodbException
+
+    def transact_write_items(self: Any) -> Any:
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return original(self)
+        request = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+        with _DYNAMODB_LOCK:
+            now = time.monotonic()
+            for lapsed in [t for t, (_, until, _) in _TRANSACTION_TOKENS.items() if until <= now]:
+                del _TRANSACTION_TOKENS[lapsed]
+            seen = _TRANSACTION_TOKENS.get(token)
+            if seen is not None:
+                if seen[0] != request:
+                    raise DynamodbException(
+                        "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                        "The request uses the same client token as a previous, but non-identical request.",
+                    )
+                return seen[2]
+            answer = original(self)  # raises when cancelled: a cancelled request is not remembered
+            _TRANSACTION_TOKENS[token] = (request, now + TRANSACTION_TOKEN_SECONDS, answer)
+            return answer
+
+    transact_write_items._teams_connect_idempotent = True  # type: ignore[attr-defined]
+    return transact_write_items
 
 
 def _transaction_keeps_streams(original: Any) -> Any:

@@ -114,13 +114,14 @@ def render_campaign(campaign: dict[str, Any]) -> str:
     seeds = ", ".join(str(r["seed"]) for r in runs) or "n/a"
     violating = campaign["sequences_violating"]
     lines = [
-        f"**Fault campaign:** {campaign['sequences']:,} random sequences, {campaign['steps']:,} steps in all "
+        f"**Fault campaign:** {campaign['sequences']:,} random sequences (the shrinker's replays included), "
+        f"{campaign['steps']:,} steps in all "
         f"(seed {seeds}), {campaign['faults_injected']:,} faults injected, "
         f"{campaign['invariants_checked']:,} invariant checks once quiet; "
         + (
             "every sequence held every invariant."
             if violating == 0
-            else f"**{violating} sequences violated one**."
+            else f"**{violating} sequences violated one** (what it found is listed above)."
         ),
         "",
         "| invariant | checks |",

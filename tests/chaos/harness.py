@@ -179,7 +179,10 @@ class Harness:
                 url = urljoin(url, page.headers["location"])
             if page.status_code != 200:
                 return f"consent-page:{page.status_code}"
-            form = parse_consent_form(url, page.text)
+            try:
+                form = parse_consent_form(url, page.text)
+            except AssertionError:  # not the consent form: e.g. the emulator's error page
+                return f"consent-page:{page.text[:80]!r}"
             consented = browser.post(form.url, data={**form.fields, "email": email, "decision": decision})
             if consented.status_code not in (302, 303):
                 return f"consent:{consented.status_code}"
@@ -275,8 +278,11 @@ class Harness:
         grant = self.grant_of(email)
         if grant is None:
             return False
-        answer = self.nylas.delete(f"/v3/grants/{grant['id']}")
-        assert answer.status_code in (200, 404), answer.text
+        try:
+            answer = self.nylas.delete(f"/v3/grants/{grant['id']}")
+        except httpx.HTTPError:  # a fault injected on this route (dropped, slow) hits the operator too
+            return False
+        assert answer.status_code in (200, 404) or answer.status_code in (429, 500, 503), answer.text
         return answer.status_code == 200
 
     def nylas_change_scopes(self, email: str, scopes: list[str]) -> bool:

@@ -121,20 +121,26 @@ CAMPAIGN: dict[str, Any] = {
 
 def test_the_fault_campaign_figures_go_into_their_own_block_of_security_md(tmp_path: Path) -> None:
     root = _copy_pages(tmp_path)
+
+    def block(page: str) -> str:
+        return page.split(markers("campaign")[0], 1)[1].split(markers("campaign")[1], 1)[0]
+
+    before = block((root / "docs" / "security.md").read_text(encoding="utf-8"))
     figures.write(SECURITY, _faults(), root=root)
     without = (root / "docs" / "security.md").read_text(encoding="utf-8")
-    assert "**Fault campaign:**" not in without  # no campaign figures: its block is left alone
+    assert block(without) == before  # no campaign figures: its block is left alone
     assert figures.write(SECURITY, _faults(), root=root, campaign=CAMPAIGN) == ["docs/security.md"]
     page = (root / "docs" / "security.md").read_text(encoding="utf-8")
-    block = page.split(markers("campaign")[0], 1)[1].split(markers("campaign")[1], 1)[0]
-    assert block.strip().startswith(
-        "**Fault campaign:** 12 random sequences, 150 steps in all (seed 42), 31 faults injected, "
+    written = block(page)
+    assert written.strip().startswith(
+        "**Fault campaign:** 12 random sequences (the shrinker's replays included), 150 steps in all "
+        "(seed 42), 31 faults injected, "
         "1,234 invariant checks once quiet; every sequence held every invariant."
     )
-    assert "| (d) every record change published once per event id, nothing for no change | 800 |" in block
-    assert "| connect | 40 |" in block
-    assert "| AWS dynamodb *: throttling | 4 |" in block
-    assert "notifications: duplicated" not in block  # a fault never injected is not listed
+    assert "| (d) every record change published once per event id, nothing for no change | 800 |" in written
+    assert "| connect | 40 |" in written
+    assert "| AWS dynamodb *: throttling | 4 |" in written
+    assert "notifications: duplicated" not in written  # a fault never injected is not listed
     assert "| api key | 108 |" in page  # the other block is untouched by the campaign's
     assert "violated one" in figures.render_campaign({**CAMPAIGN, "sequences_violating": 2})
 

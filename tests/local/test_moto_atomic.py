@@ -114,3 +114,34 @@ def test_an_iterator_taken_before_a_cancelled_transaction_never_reads_its_writes
     fresh = _records(streams, arn)
     assert fresh[-1]["dynamodb"]["SequenceNumber"] == records[0]["dynamodb"]["SequenceNumber"]
     assert "lost-the-mailbox" not in [r["dynamodb"]["Keys"]["pk"]["S"] for r in fresh]
+
+
+def _switch(token: str, key: str) -> dict[str, Any]:
+    return {
+        "ClientRequestToken": token,
+        "TransactItems": [
+            {
+                "Put": {
+                    "TableName": TABLE,
+                    "Item": {"pk": {"S": key}},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ],
+    }
+
+
+def test_a_retried_transaction_with_the_same_client_token_is_not_applied_twice(
+    moto: tuple[Any, Any, str],
+) -> None:
+    """botocore sends one ClientRequestToken per call and the same one on each retry: a transaction that
+    committed but answered after the read timeout is retried, and DynamoDB answers it as done. moto
+    applied it again, its condition failed, and a stored connection ended `session_used`."""
+    dynamodb, _, _ = moto
+    dynamodb.transact_write_items(**_switch("token-1", "once"))
+    dynamodb.transact_write_items(**_switch("token-1", "once"))  # the retry: success, nothing applied
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(**_switch("token-2", "once"))  # a new request: its condition fails
+    with pytest.raises(ClientError, match="IdempotentParameterMismatch"):
+        dynamodb.transact_write_items(**_switch("token-1", "another"))
+    assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "another"}})
