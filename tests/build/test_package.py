@@ -68,6 +68,9 @@ def test_exactly_the_imported_modules_have_a_checked_hash_pyc(built: Path) -> No
         assert len([n for n in names if n.endswith(".pyc")]) == len(compiled)
 
 
+# One traced interpreter per function and configuration (15 functions): beyond the default 120 s on a
+# loaded 2-core machine.
+@pytest.mark.timeout(900)
 def test_the_bytecode_list_is_what_the_functions_import(built: Path) -> None:
     # Stale list → a handler would compile a module at every cold start (or ship unused bytecode):
     # `python -m tools.bytecode_modules --write` after `make build` regenerates it.

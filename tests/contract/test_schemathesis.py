@@ -57,6 +57,7 @@ COMMON_CHECKS: list[CheckFunction] = [
 ]
 OPERATIONS = [
     ("/v1/sessions", "POST"),
+    ("/v1/grants", "GET"),
     ("/v1/grants/{user_id}", "GET"),
     ("/v1/grants/{user_id}", "DELETE"),
     ("/v1/users/{user_id}/meetings", "POST"),

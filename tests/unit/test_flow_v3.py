@@ -195,6 +195,7 @@ def test_v3_callback_happy_path_one_nylas_call_three_dynamodb_calls(
         "connected_at": "2027-01-15T08:00:00Z",
         "updated_at": "2027-01-15T08:00:00Z",
         "tenant_id": None,  # this harness looks no tenant up (build_flow: with_tenants)
+        "metadata": {},
     }
     logs = log_text(caplog)
     for secret in (

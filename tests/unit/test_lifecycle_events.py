@@ -92,6 +92,7 @@ def test_detail_carries_the_contract_fields_and_a_stable_id() -> None:
         "email": "ada@x.example",
         "status": "expired",
         "occurred_at": "2027-01-15T08:00:09Z",
+        "metadata": {},
     }
     again = event_for(json.loads(json.dumps(record)))  # the same record delivered again
     assert again is not None

@@ -23,14 +23,28 @@ KEY = b"k" * 48
 STATUSES = ("valid", "expired", "revoked", "needs_reauth")
 
 
-def record(user_id: str, status: str = "valid", email: str | None = None, **extra: Any) -> GrantRecord:
+FULL = ("Calendars.ReadWrite", "OnlineMeetings.ReadWrite")
+LACKING = ("Calendars.ReadWrite",)  # what a needs_reauth grant holds (OnlineMeetings.ReadWrite missing)
+
+
+def scopes_for(status: str) -> tuple[str, ...]:
+    return LACKING if status == "needs_reauth" else FULL
+
+
+def record(
+    user_id: str,
+    status: str = "valid",
+    email: str | None = None,
+    scopes: tuple[str, ...] | None = None,
+    **extra: Any,
+) -> GrantRecord:
     return GrantRecord(
         user_id=user_id,
         grant_id=f"g-{user_id}",
         email=email or f"{user_id}@Example.com",
         provider="microsoft",
         status=status,
-        scopes=("Calendars.ReadWrite", "OnlineMeetings.ReadWrite"),
+        scopes=scopes_for(status) if scopes is None else scopes,
         connected_at=1_800_000_000,
         updated_at=1_800_000_000,
         flow_started_at=1_800_000_000,
@@ -47,10 +61,13 @@ def set_status(client: Any, user_id: str, status: str) -> None:
     client.update_item(
         TableName=GRANTS,
         Key={"pk": {"S": f"USER#{user_id}"}},
-        UpdateExpression="SET #st = :s",
+        UpdateExpression="SET #st = :s, scopes = :scopes",
         ConditionExpression="attribute_exists(pk)",
         ExpressionAttributeNames={"#st": "status"},
-        ExpressionAttributeValues={":s": {"S": status}},
+        ExpressionAttributeValues={
+            ":s": {"S": status},
+            ":scopes": {"L": [{"S": x} for x in scopes_for(status)]},
+        },
     )
 
 
@@ -93,6 +110,15 @@ def test_a_status_or_email_filter_is_an_index_query_never_a_scan(aws):
     assert all_pages(lst, email="u2@example.com", status="expired") == []
     assert [g["user_id"] for g in all_pages(lst, email="u3@example.com", status="expired")] == ["u3"]
     assert set(counting.calls) == {"query"}
+
+
+def test_a_grant_listed_under_its_stored_status_is_shown_as_get_shows_it(aws):
+    # Stored needs_reauth, but the deployment's required scopes are all there now (NylasScopes
+    # changed): GET shows it valid; the listing finds it under the stored status, never nowhere.
+    put(aws.client, record("u1", "needs_reauth", scopes=FULL))
+    (shown,) = all_pages(lister(aws), status="needs_reauth")
+    assert (shown["user_id"], shown["status"]) == ("u1", "valid")
+    assert all_pages(lister(aws), status="valid") == []
 
 
 def test_the_last_page_has_no_cursor_and_an_empty_listing_is_fine(aws):
