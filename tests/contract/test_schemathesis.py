@@ -67,6 +67,10 @@ OPERATIONS = [
     ("/connect/callback", "GET"),
     ("/nylas/webhooks", "GET"),
     ("/nylas/webhooks", "POST"),
+    ("/v1/admin-consents", "POST"),
+    ("/v1/tenants/{tenant_id}", "GET"),
+    ("/connect/admin-consent", "GET"),
+    ("/connect/admin-consent/callback", "GET"),
 ]
 
 
