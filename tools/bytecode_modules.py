@@ -39,6 +39,7 @@ ENV = {
     "API_KEYS_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:keys-AbCdEf",
     "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook-AbCdEf",
     "IDEMPOTENCY_TABLE": "idempotency",
+    "TENANTS_TABLE": "tenants",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -103,6 +104,7 @@ MODES = {
     "nylas_setup": "import",
     "nylas_webhooks": "webhook",
     "grant_events": "records",
+    "session_events": "records",
     "revoke_sweeper": "schedule",
 }
 
