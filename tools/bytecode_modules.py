@@ -44,6 +44,7 @@ ENV = {
     "APP_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-webhook-AbCdEf",
     "APP_WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
     "APP_WEBHOOK_DEAD_LETTER_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq.fifo",
+    "TENANTS_TABLE": "tenants",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -112,6 +113,7 @@ MODES = {
     "nylas_setup": "import",
     "nylas_webhooks": "webhook",
     "grant_events": "records",
+    "session_events": "records",
     "revoke_sweeper": "schedule",
     "app_webhook": "deliveries",
 }

@@ -70,6 +70,10 @@ OPERATIONS = [
     ("/connect/v1/sessions/{session_id}/status", "GET"),
     ("/nylas/webhooks", "GET"),
     ("/nylas/webhooks", "POST"),
+    ("/v1/admin-consents", "POST"),
+    ("/v1/tenants/{tenant_id}", "GET"),
+    ("/connect/admin-consent", "GET"),
+    ("/connect/admin-consent/callback", "GET"),
 ]
 
 

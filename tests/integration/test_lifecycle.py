@@ -33,7 +33,8 @@ def wait_for[T](probe: Callable[[], T | None], what: str, timeout: float = 15.0)
 
 def events_of(stack: StackUrls, user: str) -> list[dict[str, Any]]:
     events = httpx.get(f"{stack.demo}/events", timeout=5).json()["events"]
-    return [e for e in events if e["detail"]["user_id"] == user]
+    # Tenant Admin Consented events name no user (docs/lifecycle.md).
+    return [e for e in events if e["detail"].get("user_id") == user]
 
 
 def wait_event(stack: StackUrls, user: str, detail_type: str, count: int = 1) -> list[dict[str, Any]]:

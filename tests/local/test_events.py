@@ -23,6 +23,10 @@ EXPECTED = {
     "update_meeting": {"ok"},
     "delete_meeting": {"ok"},
     "nylas_webhooks": {"challenge", "grant_expired_signed", "missing_signature"},
+    "create_admin_consent": {"ok", "no_auth"},
+    "admin_consent_start": {"ok", "unknown_link"},
+    "admin_consent_callback": {"accepted", "cancelled"},
+    "get_tenant": {"ok", "not_found"},
 }
 
 

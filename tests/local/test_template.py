@@ -39,6 +39,15 @@ EXPECTED_ROUTES = {
     ),
     ("GET", "/nylas/webhooks", "NylasWebhooksFunction", "functions/nylas_webhooks/"),
     ("POST", "/nylas/webhooks", "NylasWebhooksFunction", "functions/nylas_webhooks/"),
+    ("POST", "/v1/admin-consents", "CreateAdminConsentFunction", "functions/create_admin_consent/"),
+    ("GET", "/connect/admin-consent", "AdminConsentStartFunction", "functions/admin_consent_start/"),
+    (
+        "GET",
+        "/connect/admin-consent/callback",
+        "AdminConsentCallbackFunction",
+        "functions/admin_consent_callback/",
+    ),
+    ("GET", "/v1/tenants/{tenant_id}", "GetTenantFunction", "functions/get_tenant/"),
 }
 
 # docs/internals.md, "Environment of every function".
@@ -129,7 +138,9 @@ def test_function_settings_and_environment_come_from_globals(template: dict[str,
 
 def test_table_definitions_follow_the_data_model(template: dict[str, Any]) -> None:
     tables = table_definitions(template)
-    assert set(tables) == {"SessionsTable", "GrantsTable", "IdempotencyTable"}
+    assert set(tables) == {"SessionsTable", "GrantsTable", "IdempotencyTable", "TenantsTable"}
+    assert tables["TenantsTable"].key_schema() == [{"AttributeName": "tenant_id", "KeyType": "HASH"}]
+    assert tables["TenantsTable"].ttl_attribute is None
     sessions, grants = tables["SessionsTable"], tables["GrantsTable"]
     idempotency = tables["IdempotencyTable"]  # Powertools Idempotency's default attribute names
     assert idempotency.key_schema() == [{"AttributeName": "id", "KeyType": "HASH"}]
@@ -142,7 +153,11 @@ def test_table_definitions_follow_the_data_model(template: dict[str, Any]) -> No
         "StreamEnabled": True,
         "StreamViewType": "NEW_AND_OLD_IMAGES",
     }
-    assert "StreamSpecification" not in sessions.create_table_kwargs
+    # Flows that end (Connect Failed, Tenant Admin Consented) come from the sessions table's stream.
+    assert sessions.create_table_kwargs["StreamSpecification"] == {
+        "StreamEnabled": True,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
     for table in tables.values():
         assert table.create_table_kwargs["BillingMode"] == "PAY_PER_REQUEST"
 
@@ -200,6 +215,7 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "SessionsTable": "sessions-local",
             "GrantsTable": "grants-local",
             "IdempotencyTable": "idem-local",
+            "TenantsTable": "tenants-local",
             "WebhookSecret": WEBHOOK_ARN,
             "LifecycleEventBus": "teams-connect-local-lifecycle",
             "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/grants-local/stream/x",
@@ -215,6 +231,9 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
     assert env["PUBLIC_BASE_URL"] == "http://127.0.0.1:3000"
     assert env["SESSIONS_TABLE"] == "sessions-local"
     assert env["GRANTS_TABLE"] == "grants-local"
+    assert env["TENANTS_TABLE"] == "tenants-local"
+    assert env["MICROSOFT_LOGIN_URL"] == "https://login.microsoftonline.com"
+    assert env["ADMIN_CONSENT_TTL_SECONDS"] == "604800"
     assert env["NYLAS_SECRET_ARN"] == SECRET_ARNS["NylasSecretArn"]
     assert env["API_KEYS_SECRET_ARN"] == SECRET_ARNS["ApiKeysSecretArn"]
     assert env["WEBHOOK_SECRET_ARN"] == WEBHOOK_ARN
@@ -258,6 +277,7 @@ def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]
             "SessionsTable": "s",
             "GrantsTable": "g",
             "IdempotencyTable": "i",
+            "TenantsTable": "t",
             "HttpApi": "abc123",
             "WebhookSecret": WEBHOOK_ARN,
             "LifecycleEventBus": "b",

@@ -325,3 +325,23 @@ def test_each_admin_consent_function_is_granted_exactly_what_it_performs(env: En
     with recorder.recording() as used:
         env.flow.get_tenant(TENANT)
     assert used == declared("GetTenantFunction")
+
+
+def test_the_grants_tenant_lookup_is_bounded(env: Env) -> None:
+    """On the connect callback's path: a slow Microsoft costs at most TENANT_LOOKUP_SECONDS."""
+    from teams_connect.adapters import microsoft
+
+    now = [0.0]
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        now[0] += 1.0  # every attempt takes a second of the (fake) clock, then fails
+        raise httpx.ReadTimeout("slow", request=request)
+
+    identity = MicrosoftIdentity(
+        LOGIN,
+        client=httpx.Client(transport=httpx.MockTransport(slow)),
+        monotonic=lambda: now[0],
+        sleep=lambda s: None,
+    )
+    assert identity.tenant_of_email("max@contoso.com") is None
+    assert now[0] <= microsoft.TENANT_LOOKUP_SECONDS + 1.0, "no attempt starts after the budget"

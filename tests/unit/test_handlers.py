@@ -118,6 +118,9 @@ def full_flow(
     return resp, state, name_value
 
 
+TENANT_ID = "0b1f3c9e-7a2d-4c55-9f0e-2b8a6d4e1c77"
+
+
 def test_start_then_callback_through_the_handlers(
     handler_env: Aws, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -135,6 +138,14 @@ def test_start_then_callback_through_the_handlers(
                 },
             )
         )
+        # The grant's Microsoft tenant, from its mailbox's domain (best effort; docs/admin-consent.md).
+        discovery = router.get(
+            "https://login.microsoftonline.com/contoso.example/v2.0/.well-known/openid-configuration"
+        ).mock(
+            return_value=httpx.Response(
+                200, json={"issuer": f"https://login.microsoftonline.com/{TENANT_ID}/v2.0"}
+            )
+        )
         resp = call(
             callback,
             http_event(
@@ -148,6 +159,8 @@ def test_start_then_callback_through_the_handlers(
     grant = call(load_handler("get_grant"), http_event("GET", "/v1/grants/user-1", headers=AUTH))
     assert grant["statusCode"] == 200
     assert json.loads(grant["body"])["grant_id"] == GRANT_ID
+    assert json.loads(grant["body"])["tenant_id"] == TENANT_ID
+    assert discovery.call_count == 1
     logs = log_text(caplog)
     for secret in (state, "the-code", cookie.split("=")[1], API_KEY, NYLAS_API_KEY):
         assert secret not in logs

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 3
 DEFAULT_BUDGET_SECONDS = 8.0
+TENANT_LOOKUP_SECONDS = 1.5  # the grant's tenant: best effort on the connect callback's path
 _MIN_ATTEMPT_SECONDS = 0.3
 #: Answers of the token endpoint that mean "the app is not (yet) in this tenant".
 _NOT_PRESENT_CODES = frozenset({700016, 90002, 500011, 65001})
@@ -167,14 +168,16 @@ class MicrosoftIdentity:
 
     def tenant_of_email(self, email: str, *, deadline: float | None = None) -> str | None:
         """Best effort: the tenant of a mailbox's domain (the consumer tenant for personal domains);
-        None when it cannot be learnt quickly. Never raises."""
+        None when it cannot be learnt within `TENANT_LOOKUP_SECONDS` (it runs on the browser's path
+        of the connect callback, so a slow Microsoft costs at most that). Never raises."""
         domain = rules.email_domain(email)
         if domain is None:
             return None
         if domain in rules.PERSONAL_DOMAINS:
             return rules.CONSUMER_TENANT_ID
+        budget = self._monotonic() + TENANT_LOOKUP_SECONDS
         try:
-            return self.resolve_tenant(domain, deadline=deadline)
+            return self.resolve_tenant(domain, deadline=budget if deadline is None else min(deadline, budget))
         except (InvalidRequest, UpstreamUnavailable, ServerError):
             return None
 
