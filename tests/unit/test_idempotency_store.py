@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,23 +20,23 @@ from moto import mock_aws
 from teams_connect.adapters.store.idempotency import DataRecord, IdempotencyStore, exceptions
 from tests.unit.test_cold_imports import ROOT
 
-TABLE = "idempotency"
-
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
+        # A unique name: a suite-wide moto may already hold an `idempotency` table.
+        table = f"idempotency-{uuid.uuid4().hex[:12]}"
         dynamodb.create_table(
-            TableName=TABLE,
+            TableName=table,
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        yield dynamodb
+        yield dynamodb, table
 
 
 def _record(key: str, status: str = "INPROGRESS", **extra: Any) -> Any:
@@ -49,20 +50,21 @@ def _record(key: str, status: str = "INPROGRESS", **extra: Any) -> Any:
     )
 
 
-def _stores(client: Any) -> tuple[Any, Any]:
-    ours = IdempotencyStore(TABLE, client)
-    theirs = DynamoDBPersistenceLayer(table_name=TABLE, boto3_client=client)
+def _stores(client: Any, table: str) -> tuple[Any, Any]:
+    ours = IdempotencyStore(table, client)
+    theirs = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
     for store in (ours, theirs):
         store.payload_validation_enabled = True
     return ours, theirs
 
 
-def test_the_items_are_powertools_own(client: Any) -> None:
-    ours, theirs = _stores(client)
+def test_the_items_are_powertools_own(aws: tuple[Any, str]) -> None:
+    client, table = aws
+    ours, theirs = _stores(client, table)
     for writer, reader in ((ours, theirs), (theirs, ours)):
         key = f"k-{type(writer).__name__}"
         writer._put_record(_record(key, payload_hash="h1"))
-        written = client.get_item(TableName=TABLE, Key={"id": {"S": key}})["Item"]
+        written = client.get_item(TableName=table, Key={"id": {"S": key}})["Item"]
         assert set(written) == {"id", "expiration", "in_progress_expiration", "status", "validation"}
         got = reader._get_record(key)
         assert (got.idempotency_key, got.status, got.payload_hash) == (key, "INPROGRESS", "h1")
@@ -76,8 +78,9 @@ def test_the_items_are_powertools_own(client: Any) -> None:
             reader._get_record(key)
 
 
-def test_a_second_put_for_a_live_key_returns_the_first_record(client: Any) -> None:
-    ours, _ = _stores(client)
+def test_a_second_put_for_a_live_key_returns_the_first_record(aws: tuple[Any, str]) -> None:
+    client, table = aws
+    ours, _ = _stores(client, table)
     ours._put_record(_record("same", payload_hash="h1"))
     with pytest.raises(exceptions.IdempotencyItemAlreadyExistsError) as raised:
         ours._put_record(_record("same", payload_hash="h1"))
@@ -88,8 +91,9 @@ def test_a_second_put_for_a_live_key_returns_the_first_record(client: Any) -> No
         ours._put_record(_record("same", payload_hash="h2"))
 
 
-def test_an_expired_record_is_replaced(client: Any) -> None:
-    ours, _ = _stores(client)
+def test_an_expired_record_is_replaced(aws: tuple[Any, str]) -> None:
+    client, table = aws
+    ours, _ = _stores(client, table)
     stale = DataRecord(idempotency_key="old", status="COMPLETED", expiry_timestamp=int(time.time()) - 10)
     ours._put_record(stale)
     ours._put_record(_record("old"))
