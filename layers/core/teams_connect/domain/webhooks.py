@@ -10,7 +10,8 @@ Order of the POST checks (nylas-lifecycle.md §1.4-1.7):
 4. the grant's record (via its GRANT# owner item); none → 200, ignored (logged without PII);
 5. order (docs/lifecycle.md, "Ordering"): older than the record's last change → 200 stale; in the same
    second, or stamped more than 300 s in the future (undecidable by time) → the grant is read from
-   Nylas and what Nylas says is applied (as of now, for a future stamp); newer → the trigger's status;
+   Nylas and what Nylas says is applied (as of now, for a future stamp); newer → the trigger's status,
+   except a `grant.updated` naming no scopes, whose scopes (valid or needs_reauth) Nylas tells;
 6. one transaction: dedupe marker + conditional update (webhook_store); a duplicate → 200, nothing changes.
 Our own failures (DynamoDB, Secrets Manager) answer 503 so that Nylas retries; never a 500.
 """
@@ -218,7 +219,8 @@ class WebhookService:
     load_secrets: Callable[[bool], tuple[str, ...]]  # force_fetch → secrets
     required_scopes: tuple[str, ...]
     #: grant id → what Nylas says of it now: ("valid" | "invalid" | "gone", its scopes or None).
-    #: Asked only for a notification in the same second as the record's last change.
+    #: Asked only for a notification that time cannot order (same second as the record's last change,
+    #: or stamped in the future) and for a `grant.updated` that names no scopes.
     read_grant: Callable[[str], tuple[str, tuple[str, ...] | None]] | None = None
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
@@ -305,6 +307,8 @@ class WebhookService:
                     return Outcome.STALE
                 at = max(now, last) if future else note.time
                 change = self.change_from_nylas(record, note, at)
+            elif self.scopes_unknown(note):
+                change = self.change_from_nylas(record, note, at)
             else:
                 change = self.change_for(record, note)
             outcome = self.store.apply(record, change, notification_id=note.id, at=at, now=now)
@@ -312,8 +316,17 @@ class WebhookService:
                 return outcome
         raise ConnectError("the grant record kept changing")
 
+    @staticmethod
+    def scopes_unknown(note: Notification) -> bool:
+        """A `grant.updated` that names no scopes: the grant changed at Nylas (a re-authentication, or
+        scopes added or taken away), and only Nylas can tell whether it still has the required scopes
+        (`valid` or `needs_reauth`): the chaos campaign found a scope reduction left `valid`."""
+        return note.type == "grant.updated" and note.scopes is None
+
     def shows_as_is(self, record: GrantRecord, note: Notification) -> bool:
         """Applying `note` would leave what the record shows (status, scopes) as it is."""
+        if self.scopes_unknown(note):
+            return False
         change = self.change_for(record, note)
         return (change.status, tuple(change.scopes), tuple(change.missing_scopes)) == (
             record.status,
@@ -322,8 +335,9 @@ class WebhookService:
         )
 
     def change_from_nylas(self, record: GrantRecord, note: Notification, at: int) -> Change:
-        """A tie: the grant's state as Nylas reports it now (valid → valid or needs_reauth, another
-        status → expired, gone → revoked). Nylas unreachable → ConnectError: 503, Nylas redelivers."""
+        """A tie, or a `grant.updated` without scopes: the grant's state as Nylas reports it now (valid
+        → valid or needs_reauth, another status → expired, gone → revoked). Nylas unreachable →
+        ConnectError: 503, Nylas redelivers."""
         if self.read_grant is None:
             raise UpstreamUnavailable()
         self._count(NOTIFICATION_TIE)
@@ -331,7 +345,9 @@ class WebhookService:
         target = {"valid": lifecycle.VALID, "gone": lifecycle.REVOKED}.get(state, lifecycle.EXPIRED)
         scopes = nylas_scopes or (note.scopes if note.scopes is not None else record.scopes)
         status, missing = lifecycle.status_for(target, scopes, self.required_scopes)
-        logger.info("same-second notification: Nylas decides", extra={"nylas_state": state, "status": status})
+        logger.info(
+            "notification undecided alone: Nylas decides", extra={"nylas_state": state, "status": status}
+        )
         changed_at = at if status != record.status else (record.status_changed_at or record.updated_at)
         return Change(status=status, status_changed_at=changed_at, scopes=scopes, missing_scopes=missing)
 
