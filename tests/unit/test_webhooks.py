@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from teams_connect.adapters.store.grants import GrantRecord, GrantStore
 from teams_connect.adapters.store.notifications import NotificationStore
 from teams_connect.domain.webhooks import WebhookService, challenge, signature_matches
+from teams_connect.errors import UpstreamUnavailable
 from teams_connect.rules import lifecycle
 
 from .conftest import GRANTS, SESSIONS, Aws, FakeContext, http_event, load_handler, log_text
@@ -86,12 +87,20 @@ def seed(aws: Aws, *, user: str = "u1", grant: str = "g-1", status: str = "valid
     GrantStore(GRANTS, SESSIONS, aws.client).save(record)
 
 
-def service(aws: Aws, secrets: Secrets | None = None, now: float = T0 + 500) -> WebhookService:
+def service(
+    aws: Aws,
+    secrets: Secrets | None = None,
+    now: float = T0 + 500,
+    nylas: tuple[str, tuple[str, ...] | None] = ("valid", REQUIRED),
+) -> WebhookService:
+    """The webhook service; `nylas` is what Nylas says of the grant when asked (a valid grant with
+    the required scopes unless a test says otherwise)."""
     ticks = iter(range(0, 10_000, 100))
     return WebhookService(
         store=NotificationStore(GRANTS, aws.client),
         load_secrets=secrets or Secrets(SECRET),
         required_scopes=REQUIRED,
+        read_grant=lambda grant_id: nylas,
         clock=lambda: now,
         monotonic=lambda: float(next(ticks)),
     )
@@ -189,6 +198,29 @@ def test_reauthentication_makes_an_expired_record_valid_again(aws: Aws) -> None:
     assert service(aws).handle(post(body)).status == 200
     rec = record(aws)
     assert (rec.status, rec.status_changed_at, rec.grant_id) == ("valid", T0 + 60, "g-1")
+
+
+def test_an_update_naming_no_scopes_is_decided_by_nylas_scopes_taken_away_need_reauth(aws: Aws) -> None:
+    """Chaos campaign finding: Nylas's grant.updated names no scopes, so a scope reduction at Nylas
+    must be read from Nylas, else the record stays `valid` with a grant that cannot create meetings."""
+    seed(aws)
+    body = note("grant.updated", T0 + 60)
+    lacking = service(aws, nylas=("valid", ("Calendars.ReadWrite", "User.Read")))
+    assert lacking.handle(post(body)).status == 200
+    rec = record(aws)
+    assert (rec.status, rec.missing_scopes) == ("needs_reauth", ("OnlineMeetings.ReadWrite",))
+
+
+def test_an_update_naming_no_scopes_while_nylas_is_down_is_retried_not_guessed(aws: Aws) -> None:
+    seed(aws, status="expired")
+
+    def down(grant_id: str) -> tuple[str, tuple[str, ...] | None]:
+        raise UpstreamUnavailable()
+
+    svc = service(aws)
+    svc.read_grant = down
+    assert svc.handle(post(note("grant.updated", T0 + 60))).status == 503
+    assert record(aws).status == "expired"  # unchanged: Nylas redelivers
 
 
 def test_an_update_that_changes_nothing_shown_keeps_updated_at(aws: Aws) -> None:
