@@ -14,13 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import respx
 
+from teams_connect.adapters.store.tenants import TenantStore
 from teams_connect.domain.flow import CallbackOutcome, StartOutcome
 from teams_connect.domain.session_status import SessionStatus
 from teams_connect.errors import InvalidRequest, NotConnected, NotFound
 from teams_connect.http import assets
 from teams_connect.rules.security import origin_of
 
-from .conftest import API_KEY, RETURN_TO, ROOT, Aws, FakeContext, Harness, http_event, load_handler
+from .conftest import API_KEY, RETURN_TO, ROOT, SESSIONS, Aws, FakeContext, Harness, http_event, load_handler
 from .test_flow_v3 import GRANT_ID, TOKEN_URL, token_response
 
 SCRIPT_PATH = ROOT / "functions" / "connect_script" / "connect.js"
@@ -281,6 +282,18 @@ def test_status_of_malformed_or_unknown_ids_is_not_found(v3: Harness, session_id
     assert v3.client.calls[before:] == []
     with pytest.raises(NotFound):
         reader.read("B" * 43)
+
+
+def test_an_admin_consent_link_is_not_a_session_to_the_status_route(v3: Harness) -> None:
+    """Admin-consent links live in the sessions table with ids of the same shape: the status route
+    answers them as it answers an id that never existed."""
+    consent_id = "C" * 43
+    TenantStore("tenants-unused", SESSIONS, v3.client).create(
+        consent_id=consent_id, now=int(v3.clock()), ttl_seconds=600, return_to=RETURN_TO, tenant_id=None
+    )
+    assert v3.flow.sessions.get(consent_id) is not None  # the item is there ...
+    with pytest.raises(NotFound):  # ... and still not a session
+        SessionStatus(v3.flow.sessions, clock=v3.clock).read(consent_id)
 
 
 def test_the_status_handler_answers_cors_only_for_the_return_to_origin(handler_env: Aws) -> None:

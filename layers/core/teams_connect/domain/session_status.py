@@ -56,7 +56,7 @@ class SessionStatus:
         if not SESSION_ID_RE.match(session_id):
             raise NotFound("No such session.")
         record = self.sessions.get(session_id)
-        if record is None:
+        if record is None or not record.user_id:  # no user: an admin-consent link, not a connect flow
             raise NotFound("No such session.")
         cors = origin_of(record.return_to) if record.return_to else None
         now = int(self._clock())
