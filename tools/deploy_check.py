@@ -549,14 +549,21 @@ def import_cases(
     """For each function, one import per tracing mode (the first set, in its first region, with that
     mode), under SnapStart's init when that set turns SnapStart on for the function."""
     cases: list[ImportCase] = []
+    resolutions: dict[int, tuple[Evaluation, dict[str, Any]]] = {}
+    for index, evaluation in enumerate(evaluations):
+        on_translated = Evaluation(translations[evaluation.parameters.name], evaluation.parameters)
+        resolutions[index] = (on_translated, on_translated.resolved())
     for logical_id, props in sorted(_sam_functions(template).items()):
         directory = staged / Path(_code_dir(props)).name
-        modes: dict[str, Evaluation] = {}
-        for evaluation in evaluations:
-            modes.setdefault(str(evaluation.values.get(TRACING_PARAMETER, "PassThrough")), evaluation)
-        for tracing, evaluation in sorted(modes.items()):
-            on_translated = Evaluation(translations[evaluation.parameters.name], evaluation.parameters)
-            resolved = on_translated.resolved()
+        # Per tracing mode, the first set that deploys this function (a conditional function, such as
+        # the app webhook's, exists only in the sets that turn its condition on).
+        modes: dict[str, int] = {}
+        for index, evaluation in enumerate(evaluations):
+            if logical_id in resolutions[index][1]["Resources"]:
+                modes.setdefault(str(evaluation.values.get(TRACING_PARAMETER, "PassThrough")), index)
+        for tracing, index in sorted(modes.items()):
+            evaluation = evaluations[index]
+            on_translated, resolved = resolutions[index]
             function = resolved["Resources"][logical_id]["Properties"]
             snapstart = (function.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions"
             cases.append(

@@ -28,8 +28,9 @@ import base64
 import hashlib
 import json
 import threading
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -89,6 +90,14 @@ class EventLog:
             return [dict(e) for e in self._events]
 
 
+class _StackClockDatetime(datetime):
+    """`datetime` whose `now()` is the stack's clock (`time.time`, moved by local/clock.py)."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _StackClockDatetime:
+        return cls.fromtimestamp(time.time(), tz)
+
+
 class WebhookInbox:
     """The app webhooks this app received (`POST /webhooks`), each verified with the official
     `standardwebhooks` package and kept verbatim; the last `KEEP` are listed at `GET /webhooks`.
@@ -109,8 +118,15 @@ class WebhookInbox:
 
     def receive(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
         """Record one delivery; returns the status (and headers) to answer with."""
+        import standardwebhooks.webhooks
         from standardwebhooks import Webhook, WebhookVerificationError
         from standardwebhooks.webhooks import EmptyWebhookSecretError
+
+        # The package judges `webhook-timestamp` (±5 min) by `datetime.now()`; a real receiver's clock
+        # agrees with the sender's, and here the sender's is the stack's (local/clock.py), which a test
+        # may move forward: the demo judges by that same clock, else every delivery after a jump would
+        # be refused (400) and dead-lettered.
+        standardwebhooks.webhooks.datetime = _StackClockDatetime  # type: ignore[misc,attr-defined]
 
         text = body.decode("utf-8", errors="replace")
         wanted = {k.lower(): v for k, v in headers.items() if k.lower().startswith("webhook-")}

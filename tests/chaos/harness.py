@@ -66,6 +66,9 @@ class AppWebhookSink:
     carries the EventBridge detail. Plugged in when the demo serves that route (issue 18)."""
 
     demo_url: str
+    #: moto's SQS client and the delivery queue (template.yaml AppWebhookQueue): quiet means drained.
+    sqs: Any = None
+    queue: str = "AppWebhookQueue.fifo"
     name: str = "app-webhook"
     types: dict[str, str] = field(
         default_factory=lambda: {
@@ -97,6 +100,20 @@ class AppWebhookSink:
         return found
 
     def settle(self) -> None:
+        """Every event queued for the app webhook was handed over (the queue holds none, in flight or
+        waiting out a backoff), then the demo's list stopped growing."""
+        if self.sqs is not None:
+            url = self.sqs.get_queue_url(QueueName=self.queue)["QueueUrl"]
+            names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+            def backlog() -> int:
+                found = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+                return sum(int(found.get(name, 0)) for name in names)
+
+            deadline = time.monotonic() + QUIET_TIMEOUT
+            while backlog():
+                assert time.monotonic() < deadline, "the app webhook queue never drained"
+                time.sleep(0.1)
         _stable(lambda: len(httpx.get(f"{self.demo_url}/webhooks", timeout=10).json()["deliveries"]), 2.0)
 
 
@@ -135,7 +152,10 @@ class Harness:
         )
         self.control = httpx.Client(base_url=stack.control, timeout=90.0)
         self.dynamodb = stack.dynamodb()
-        self.sinks: list[EventSink] = [EventBridgeSink(stack.demo), AppWebhookSink(stack.demo)]
+        self.sinks: list[EventSink] = [
+            EventBridgeSink(stack.demo),
+            AppWebhookSink(stack.demo, sqs=_client(stack, "sqs")),
+        ]
         self.answers: list[Answer] = []
         self.step = 0
         self.armed = False
