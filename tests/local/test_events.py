@@ -27,6 +27,8 @@ EXPECTED = {
     "admin_consent_start": {"ok", "unknown_link"},
     "admin_consent_callback": {"accepted", "cancelled"},
     "get_tenant": {"ok", "not_found"},
+    "connect_script": {"ok"},
+    "session_status": {"not_found"},
 }
 
 

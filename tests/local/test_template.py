@@ -48,6 +48,13 @@ EXPECTED_ROUTES = {
         "functions/admin_consent_callback/",
     ),
     ("GET", "/v1/tenants/{tenant_id}", "GetTenantFunction", "functions/get_tenant/"),
+    ("GET", "/connect/v1/connect.js", "ConnectScriptFunction", "functions/connect_script/"),
+    (
+        "GET",
+        "/connect/v1/sessions/{session_id}/status",
+        "SessionStatusFunction",
+        "functions/session_status/",
+    ),
 }
 
 # docs/internals.md, "Environment of every function".
@@ -219,6 +226,7 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "WebhookSecret": WEBHOOK_ARN,
             "LifecycleEventBus": "teams-connect-local-lifecycle",
             "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/grants-local/stream/x",
+                "SessionsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/sessions-local/stream/x",
             **APP_WEBHOOK_RESOURCES,
         },
     )
@@ -252,9 +260,12 @@ def test_a_named_event_bus_replaces_the_stacks_own(template: dict[str, Any]) -> 
         "SessionsTable": "s",
         "GrantsTable": "g",
         "IdempotencyTable": "i",
+        "TenantsTable": "t",
         "WebhookSecret": WEBHOOK_ARN,
         "LifecycleEventBus": "own-bus",
         "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/g/stream/x",
+        "SessionsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/s/stream/x",
+        **APP_WEBHOOK_RESOURCES,
     }
     parameters = {
         "AllowedReturnUrls": "https://app.example.com/done",
@@ -282,6 +293,7 @@ def test_default_public_base_url_is_the_execute_api_url(template: dict[str, Any]
             "WebhookSecret": WEBHOOK_ARN,
             "LifecycleEventBus": "b",
             "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/g/stream/x",
+            "SessionsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/s/stream/x",
             **APP_WEBHOOK_RESOURCES,
         },
     )

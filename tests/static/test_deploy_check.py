@@ -68,16 +68,16 @@ def test_every_condition_is_switched_both_ways_by_the_sets(sam: Template, sets: 
 
 
 def test_a_new_condition_that_no_set_switches_fails(sam: Template, sets: list[ParameterSet]) -> None:
-    # What a new optional parameter looks like (e.g. the app webhook URL): until a set gives it a
+    # What a new optional parameter looks like (e.g. a second webhook URL): until a set gives it a
     # value, its condition is only ever false, and nothing behind it is linted or checked.
     template = copy.deepcopy(sam)
-    template["Parameters"]["AppWebhookUrl"] = {"Type": "String", "Default": ""}
-    template["Conditions"]["HasAppWebhookUrl"] = {"Fn::Not": [{"Fn::Equals": [{"Ref": "AppWebhookUrl"}, ""]}]}
+    template["Parameters"]["AuditWebhookUrl"] = {"Type": "String", "Default": ""}
+    template["Conditions"]["HasAuditWebhookUrl"] = {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuditWebhookUrl"}, ""]}]}
     _, findings = check_parameter_sets(template, sets, ["us-east-1"])
     assert [str(f) for f in findings] == [
-        "Condition HasAppWebhookUrl: is never true in any parameter set of deploy/parameters/ in any claimed "
+        "Condition HasAuditWebhookUrl: is never true in any parameter set of deploy/parameters/ in any claimed "
         "region, so that side of it is never translated, linted, or checked for permissions or imports. "
-        "Fix: add or change a parameter set so that HasAppWebhookUrl is true"
+        "Fix: add or change a parameter set so that HasAuditWebhookUrl is true"
     ]
 
 

@@ -126,7 +126,13 @@ def test_g3_a_future_time_cannot_pin_the_record(aws: Aws) -> None:
     assert status_of(svc.handle(post(note("grant.deleted", 99_999_999_999)))) == "applied"
     assert nylas.asked == ["g-1"]  # a future stamp orders nothing: Nylas decides (the grant is fine)
     assert (record(aws).status, record(aws).notified_at) == ("valid", now)  # as of now, not the future
-    assert status_of(svc.handle(post(note("grant.updated", 99_999_999_998)))) == "stale"  # shows nothing new
+    # A future grant.updated that shows nothing new (its scopes are the record's) changes nothing.
+    assert status_of(svc.handle(post(note("grant.updated", 99_999_999_998, scope=list(REQUIRED))))) == "stale"
+    assert nylas.asked == ["g-1"]
+    # One without scopes only Nylas can judge: asked again, and still recorded as of now.
+    assert status_of(svc.handle(post(note("grant.updated", 99_999_999_997)))) == "applied"
+    assert nylas.asked == ["g-1", "g-1"]
+    assert (record(aws).status, record(aws).notified_at) == ("valid", now)
     # The genuine expiry that follows is applied.
     assert status_of(svc.handle(post(note("grant.expired", now + 1)))) == "applied"
     assert record(aws).status == "expired"
