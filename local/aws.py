@@ -233,6 +233,24 @@ def _transaction_keeps_streams(original: Any) -> Any:
     return transact_write_items
 
 
+def list_moto_modules_once() -> None:
+    """moto's server looks up the backend of every request in `list_of_moto_modules()`, which lists
+    moto's package directory from disk each time (a `stat` per service, ~200), under the dispatcher's
+    lock: with the stack's pollers and concurrent flows, requests queued on that lock. The list cannot
+    change while the process runs, so it is read once. Local only: moto's own code, not the product's."""
+    from moto import backends
+
+    if getattr(backends.list_of_moto_modules, "_teams_connect_once", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    list_of_moto_modules._teams_connect_once = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules  # type: ignore[assignment]
+
+
 def start_moto(
     host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0, faults: FaultBook | None = None
 ) -> tuple[ThreadedMotoServer, str]:
@@ -245,6 +263,7 @@ def start_moto(
         raise RuntimeError(f"port {port} on {host} is already in use; moto cannot start there")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
     make_dynamodb_atomic()
+    list_moto_modules_once()
     server = (
         ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         if faults is None

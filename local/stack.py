@@ -47,7 +47,7 @@ from local.demo.app import WebhookInbox
 from local.eventbridge import LocalEventBridge
 from local.gateway import API_ID, ModuleHandlerLoader, create_app, make_context
 from local.scheduler import DEFAULT_MAX_INTERVAL, Scheduler, schedules
-from local.template import LOCAL_PSEUDO_PARAMETERS, Route, function_environment, load_template
+from local.template import LOCAL_PSEUDO_PARAMETERS, Route, Template, function_environment, load_template
 
 LOG = logging.getLogger("local.stack")
 
@@ -238,18 +238,21 @@ def setup_webhook(
     return list(report.lines())
 
 
-def _start_grant_events(moto_url: str, table: str) -> Callable[[], None]:
+def _start_grant_events(moto_url: str, template: Template, table: str) -> Callable[[], None]:
     """The stream → `functions/grant_events` mapping, locally (one invocation at a time, as Lambda)."""
-    return _start_stream(moto_url, table, "GrantEventsFunction", "functions/grant_events/")
+    return _start_stream(moto_url, template, table, "GrantEventsFunction", "functions/grant_events/")
 
 
-def _start_session_events(moto_url: str, table: str) -> Callable[[], None]:
+def _start_session_events(moto_url: str, template: Template, table: str) -> Callable[[], None]:
     """The sessions table's stream → `functions/session_events` (Connect Failed, Tenant Admin Consented)."""
-    return _start_stream(moto_url, table, "SessionEventsFunction", "functions/session_events/")
+    return _start_stream(moto_url, template, table, "SessionEventsFunction", "functions/session_events/")
 
 
-def _start_stream(moto_url: str, table: str, logical_id: str, code_uri: str) -> Callable[[], None]:
+def _start_stream(
+    moto_url: str, template: Template, table: str, logical_id: str, code_uri: str
+) -> Callable[[], None]:
     from local.streams import StreamPoller
+    from local.template import stream_filters
 
     route = Route(
         method="",
@@ -267,6 +270,7 @@ def _start_stream(moto_url: str, table: str, logical_id: str, code_uri: str) -> 
         # functions' one-at-a-time lock. The batches themselves run one at a time (one poller thread).
         handler,
         lambda: make_context(route),
+        filters=stream_filters(template, logical_id),
     ).start()
     return poller.stop
 
@@ -472,8 +476,8 @@ def start_stack(
         control = serve_app(create_control_app(scheduler, aws.faults), control_sock, name="control")
         stops.append(control.stop)
         if grant_events_stream:
-            stops.append(_start_grant_events(aws.url, aws.table_names["GrantsTable"]))
-            stops.append(_start_session_events(aws.url, aws.table_names["SessionsTable"]))
+            stops.append(_start_grant_events(aws.url, template, aws.table_names["GrantsTable"]))
+            stops.append(_start_session_events(aws.url, template, aws.table_names["SessionsTable"]))
         if nylas_api == "v3":  # after the gateway serves: Nylas runs the challenge during the create
             for line in setup_webhook(
                 nylas_base_url=emulator_url,

@@ -6,6 +6,7 @@ environment) is read from template.yaml through this module, so nothing is decla
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,6 +108,18 @@ def function_property(template: Template, logical_id: str, name: str, default: A
     if name in properties:
         return properties[name]
     return function_globals(template).get(name, default)
+
+
+def stream_filters(template: Template, logical_id: str) -> list[dict[str, Any]]:
+    """The `FilterCriteria` patterns of a function's DynamoDB stream event (none: every record)."""
+    events = (_resources(template)[logical_id].get("Properties") or {}).get("Events") or {}
+    patterns: list[dict[str, Any]] = []
+    for event in events.values():
+        if event.get("Type") != "DynamoDB":
+            continue
+        criteria = (event.get("Properties") or {}).get("FilterCriteria") or {}
+        patterns.extend(json.loads(f["Pattern"]) for f in criteria.get("Filters") or [])
+    return patterns
 
 
 def http_routes(template: Template) -> list[Route]:

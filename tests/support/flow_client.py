@@ -69,9 +69,10 @@ class FlowResult:
 class Browser:
     """A cookie jar and the steps of the flow, without following redirects implicitly."""
 
-    def __init__(self, stack: StackUrls) -> None:
+    def __init__(self, stack: StackUrls, *, timeout: float = 15.0) -> None:
         self.stack = stack
-        self.http = httpx.Client(timeout=15.0, follow_redirects=False)
+        self.timeout = timeout
+        self.http = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def close(self) -> None:
         self.http.close()
@@ -89,7 +90,7 @@ class Browser:
             f"{self.stack.gateway}/v1/sessions",
             json=body,
             headers={"authorization": f"Bearer {self.stack.api_key}"},
-            timeout=15.0,
+            timeout=self.timeout,
         )
         assert response.status_code == 201, response.text
         return dict(response.json())
