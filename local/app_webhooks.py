@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from local import clock
 from local.aws import REGION, client
 from local.template import LOCAL_PSEUDO_PARAMETERS, Template
 
@@ -197,7 +198,8 @@ class QueuePoller:
             return 0
         records = [self._lambda_record(m) for m in messages]
         try:
-            answer = self.handler({"Records": records}, self.context_factory())
+            with clock.steady():  # signed and verified in one time line (local/clock.py)
+                answer = self.handler({"Records": records}, self.context_factory())
             failed = {str(f["itemIdentifier"]) for f in (answer or {}).get("batchItemFailures") or []}
         except Exception:
             LOG.exception("app webhook handler raised: the batch stays in the queue")

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _real_time = time.time
 _lock = threading.Lock()
+_steady = threading.Lock()
 _offset = 0.0
 
 
@@ -38,11 +41,21 @@ def offset() -> float:
     return _offset
 
 
+@contextmanager
+def steady() -> Iterator[None]:
+    """While held, the clock does not jump: time passes between such steps, not inside one. An app
+    webhook delivery is signed with the time and verified by the demo against the time (5 minutes of
+    tolerance): a jump between the two made the demo refuse it, and the delivery was dead-lettered
+    (the fault campaign saw it). A real clock does not leap forward 15 minutes inside a request."""
+    with _steady:
+        yield
+
+
 def advance(seconds: float) -> float:
-    """Move the clock forward by `seconds` (> 0); returns the new offset."""
+    """Move the clock forward by `seconds` (> 0), once no `steady()` step runs; returns the new offset."""
     global _offset
     if not seconds > 0:
         raise ValueError("the clock only moves forward")
-    with _lock:
+    with _steady, _lock:
         _offset += seconds
         return _offset

@@ -73,7 +73,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     FIGURES.write()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chaos_stack() -> Iterator[StackUrls]:
     env = {"TC_SCHEDULE_MAX_SECONDS": "0", "NYLAS_READ_TIMEOUT_MS": "500"}
     with running_stack("v3", env=env) as urls:

@@ -16,7 +16,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     FIGURES.write()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stacks() -> Iterator[dict[str, StackUrls]]:
     with ExitStack() as stack:
         stacks = {flavour: stack.enter_context(running_stack(flavour)) for flavour in ("v3", "beta")}

@@ -33,13 +33,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     FIGURES.write()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def v3_stack() -> Iterator[StackUrls]:
     with fault_ready_stack("v3") as urls:
         yield urls
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def beta_stack() -> Iterator[StackUrls]:
     with fault_ready_stack("beta") as urls:
         yield urls

@@ -99,3 +99,30 @@ def test_a_delivery_signed_after_the_stack_clock_moved_is_verified(monkeypatch: 
     inbox = WebhookInbox(secret)
     assert inbox.receive(headers, body.encode()) == (200, {})
     assert inbox.all()[-1]["verified"] is True
+
+
+def test_the_stack_clock_does_not_jump_inside_a_delivery() -> None:
+    """A jump (POST /_local/clock) waits for the delivery batch in progress: signed before a 15-minute
+    jump and verified after it, a delivery was refused and dead-lettered (a chaos campaign finding)."""
+    import threading
+    import time
+
+    from local import clock
+
+    before = clock.offset()
+    jumped = threading.Event()
+
+    def jump() -> None:
+        clock.advance(901)
+        jumped.set()
+
+    with clock.steady():  # what the local queue poller holds around one batch
+        seen = clock.now()
+        jumper = threading.Thread(target=jump)
+        jumper.start()
+        time.sleep(0.3)
+        assert not jumped.is_set()
+        assert clock.now() - seen < 60  # the delivery's time line has no jump
+    jumper.join(timeout=5)
+    assert jumped.is_set()
+    assert clock.offset() == before + 901

@@ -226,7 +226,7 @@ def test_function_environment_resolves_parameters_and_resources(template: dict[s
             "WebhookSecret": WEBHOOK_ARN,
             "LifecycleEventBus": "teams-connect-local-lifecycle",
             "GrantsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/grants-local/stream/x",
-                "SessionsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/sessions-local/stream/x",
+            "SessionsTable.StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/sessions/stream/x",
             **APP_WEBHOOK_RESOURCES,
         },
     )

@@ -72,12 +72,13 @@ def test_a_new_condition_that_no_set_switches_fails(sam: Template, sets: list[Pa
     # value, its condition is only ever false, and nothing behind it is linted or checked.
     template = copy.deepcopy(sam)
     template["Parameters"]["AuditWebhookUrl"] = {"Type": "String", "Default": ""}
-    template["Conditions"]["HasAuditWebhookUrl"] = {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuditWebhookUrl"}, ""]}]}
+    unset = {"Fn::Equals": [{"Ref": "AuditWebhookUrl"}, ""]}
+    template["Conditions"]["HasAuditWebhookUrl"] = {"Fn::Not": [unset]}
     _, findings = check_parameter_sets(template, sets, ["us-east-1"])
     assert [str(f) for f in findings] == [
-        "Condition HasAuditWebhookUrl: is never true in any parameter set of deploy/parameters/ in any claimed "
-        "region, so that side of it is never translated, linted, or checked for permissions or imports. "
-        "Fix: add or change a parameter set so that HasAuditWebhookUrl is true"
+        "Condition HasAuditWebhookUrl: is never true in any parameter set of deploy/parameters/ in any "
+        "claimed region, so that side of it is never translated, linted, or checked for permissions or "
+        "imports. Fix: add or change a parameter set so that HasAuditWebhookUrl is true"
     ]
 
 
