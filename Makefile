@@ -63,12 +63,14 @@ test: $(STAMP) browser lint typecheck lint-template static deploy-check
 	$(PY) -m tools.figures
 
 # The fault campaign of tests/chaos, long: CHAOS_SEQUENCES random sequences of up to CHAOS_STEPS steps
-# (`make test` runs a bounded one). CHAOS_SEED=<n> replays the campaign a failure printed.
+# (`make test` runs a bounded one with a pinned seed). Each `make chaos` draws a new seed; CHAOS_SEED=<n>
+# replays the campaign a failure printed.
 CHAOS_SEQUENCES ?= 150
+CHAOS_SEED ?= random
 CHAOS_STEPS ?= 30
 chaos: $(STAMP)
 	rm -f test-results/figures-chaos.json
-	CHAOS_LOST_EXCHANGE=1 CHAOS_SEQUENCES=$(CHAOS_SEQUENCES) CHAOS_STEPS=$(CHAOS_STEPS) CHAOS_SHRINK_SECONDS=300 $(PY) -m pytest tests/chaos -s
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_LOST_EXCHANGE=1 CHAOS_SEQUENCES=$(CHAOS_SEQUENCES) CHAOS_STEPS=$(CHAOS_STEPS) CHAOS_SHRINK_SECONDS=300 $(PY) -m pytest tests/chaos -s
 
 # Function and layer packages exactly as deployed (.build/), with checked-hash bytecode.
 build: $(STAMP)

@@ -50,7 +50,11 @@ from tests.chaos.invariants import (
 )
 from tests.support.stack_process import StackUrls
 
-SEQUENCES = int(os.environ.get("CHAOS_SEQUENCES", "") or 12)
+SEQUENCES = int(os.environ.get("CHAOS_SEQUENCES", "") or 8)
+#: `make test` replays the same campaign every run (CI must not turn red on a sequence no change of
+#: ours produced: Hypothesis's own advice for CI); `make chaos` draws a new seed each run
+#: (CHAOS_SEED=random) to look for new findings, and CHAOS_SEED=<n> replays one.
+PINNED_SEED = 388597676
 #: How long Hypothesis may shrink a failure (its own cap is 300 s; the bounded run in `make test`
 #: keeps it shorter). Set through Hypothesis's engine constant: no setting exposes it.
 SHRINK_SECONDS = int(os.environ.get("CHAOS_SHRINK_SECONDS", "") or 120)
@@ -278,7 +282,8 @@ class Campaign(RuleBasedStateMachine):
 
 @pytest.mark.timeout(max(1800, SEQUENCES * STEPS * 10))
 def test_fault_campaign(chaos_stack: StackUrls) -> None:
-    chosen = int(os.environ.get("CHAOS_SEED", "") or random.randrange(2**32))
+    wanted = os.environ.get("CHAOS_SEED", "").strip()
+    chosen = random.randrange(2**32) if wanted == "random" else int(wanted or PINNED_SEED)
     print(f"chaos campaign: seed {chosen} ({SEQUENCES} sequences of up to {STEPS} steps)")
     Campaign.harness = Harness(chaos_stack)
     Campaign.run_tag = f"c{chosen % 100000}-{os.getpid()}"
