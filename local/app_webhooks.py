@@ -163,6 +163,7 @@ class QueuePoller:
         self.batch_size = batch_size
         self.wait_seconds = wait_seconds
         self.batches = 0
+        self._deferred: set[str] = set()  # messages reported as failures: in flight, holding the group
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqs-app-webhook", daemon=True)
 
@@ -184,6 +185,12 @@ class QueuePoller:
 
     def poll_once(self) -> int:
         """Receive one batch and hand it to the handler; returns the number of messages received."""
+        if self._group_held():
+            # SQS FIFO returns no message of a group while an earlier one of it is in flight, also
+            # while it waits out a backoff (a changed visibility); moto returned later messages then,
+            # and a later event overtook a deferred one. The rule sends every event in one group.
+            self._stop.wait(0.05)
+            return 0
         messages = (
             self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -205,6 +212,11 @@ class QueuePoller:
             LOG.exception("app webhook handler raised: the batch stays in the queue")
             failed = {m["MessageId"] for m in messages}
         self.batches += 1
+        for m in messages:  # reported failures wait out their backoff, in flight: their group is held
+            if m["MessageId"] in failed:
+                self._deferred.add(m["MessageId"])
+            else:
+                self._deferred.discard(m["MessageId"])
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]
@@ -213,6 +225,24 @@ class QueuePoller:
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
         return len(messages)
+
+    def _group_held(self) -> bool:
+        """A deferred message is still in flight in moto (this process's moto: the local stack's)."""
+        if not self._deferred:
+            return False
+        from moto.sqs.models import sqs_backends
+
+        try:
+            backend = sqs_backends[LOCAL_PSEUDO_PARAMETERS["AWS::AccountId"]][REGION]
+            queue = backend.get_queue(self.queue_url.rsplit("/", 1)[-1])
+        except Exception:  # not this process's moto: its own FIFO behaviour, as before
+            self._deferred.clear()
+            return False
+        waiting = {m.id: m for m in list(queue._messages) if m.id in self._deferred}
+        for message_id in list(self._deferred):
+            if message_id not in waiting:  # gone (deleted, or moved by the redrive policy)
+                self._deferred.discard(message_id)
+        return any(not m.visible for m in waiting.values())
 
     def _lambda_record(self, message: dict[str, Any]) -> dict[str, Any]:
         return {
