@@ -3,25 +3,14 @@ on first use), AWS faults in-process (see test_aws_faults.py). Writes the run's 
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 
-# Before anything imports Powertools: test_aws_faults.py runs the handlers in this process, and
-# Powertools reads these once, at import (the local stack sets them only for its "containers").
-for _name, _value in {
-    "POWERTOOLS_SERVICE_NAME": "teams-connect",
-    "POWERTOOLS_METRICS_NAMESPACE": "TeamsConnectFaults",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-}.items():
-    os.environ.setdefault(_name, _value)
+import httpx
+import pytest
 
-from collections.abc import Iterator  # noqa: E402
+from tests.support.stack_process import StackUrls
 
-import httpx  # noqa: E402
-import pytest  # noqa: E402
-
-from tests.support.stack_process import StackUrls  # noqa: E402
-
-from .support import FIGURES, fault_ready_stack  # noqa: E402
+from .support import FIGURES, fault_ready_stack
 
 
 def pytest_configure(config: pytest.Config) -> None:
