@@ -321,7 +321,7 @@ def test_double_submitted_callbacks_make_one_upstream_call_and_one_write(
     )
     assert guard.upstream_calls() == expected
     grants_table = harness.table_name(stack, "Grants")
-    assert guard.changed() == {grants_table: 2}  # one USER# and one GRANT# item, nothing else
+    assert guard.changed() == {grants_table: 3}  # one USER#, one GRANT# and one MAILBOX# item, nothing else
     assert grant_of(stack, flow.user_id) is not None
     harness.record("double_submit", "TM16", n=4)
 

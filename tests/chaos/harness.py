@@ -141,6 +141,7 @@ class Observation:
     nylas: list[NylasGrant]
     records: list[Record]
     guards: dict[str, str]  # grant id -> owner (GRANT# guards naming an owner)
+    mailboxes: dict[str, str]  # MAILBOX# key -> owner
     outbox: set[str]  # grant ids in the REVOKE# outbox
 
 
@@ -413,6 +414,7 @@ class Harness:
         ]
         records: list[Record] = []
         guards: dict[str, str] = {}
+        mailboxes: dict[str, str] = {}
         outbox: set[str] = set()
         for item in _scan(self.dynamodb, "GrantsTable"):
             pk = item["pk"]["S"]
@@ -428,9 +430,11 @@ class Harness:
                 )
             elif pk.startswith("GRANT#") and "owner" in item:
                 guards[pk[6:]] = item["owner"]["S"]
+            elif pk.startswith("MAILBOX#") and "owner" in item:
+                mailboxes[pk] = item["owner"]["S"]
             elif pk.startswith("REVOKE#"):
                 outbox.add(pk[7:])
-        return Observation(nylas, records, guards, outbox)
+        return Observation(nylas, records, guards, mailboxes, outbox)
 
     def stream(self, users: Iterable[str]) -> list[dict[str, Any]]:
         """Every change of these users' USER# records, in order (the grants table's stream)."""

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from teams_connect.adapters.store.grants import mailbox_key
+
 #: The scopes a v3 deployment requires when `NylasScopes` is empty (contract.md "Grants").
 REQUIRED_SCOPES = ("Calendars.ReadWrite", "OnlineMeetings.ReadWrite")
 LIFECYCLE_EVENT = {
@@ -118,10 +120,15 @@ def check_grants(
 
 
 def check_records(
-    tally: Tally, records: Sequence[Record], guards: Mapping[str, str], users: Iterable[str]
+    tally: Tally,
+    records: Sequence[Record],
+    guards: Mapping[str, str],
+    users: Iterable[str],
+    mailboxes: Mapping[str, str] | None = None,
 ) -> None:
-    """(b) no two records share a grant or a mailbox; each record's GRANT# guard names its owner, and
-    no guard of these users names a grant their record does not hold."""
+    """(b) no two records share a grant or a mailbox; each record's GRANT# guard (and, when given,
+    its MAILBOX# guard) names its owner, and no guard of these users names a grant or mailbox their
+    record does not hold."""
     by_grant: dict[str, str] = {}
     by_email: dict[str, str] = {}
     for record in records:
@@ -134,11 +141,20 @@ def check_records(
             guards.get(record.grant_id) == record.user_id,
             f"the guard of {record.user_id}'s grant names {guards.get(record.grant_id)!r}",
         )
-    held = {r.grant_id for r in records}
+        if mailboxes is not None:
+            owner = mailboxes.get(str(mailbox_key(record.email)))
+            tally.check(
+                "b", owner == record.user_id, f"the guard of {record.user_id}'s mailbox names {owner!r}"
+            )
     mine = set(users)
+    held = {r.grant_id for r in records}
     for grant_id, owner in guards.items():
         if owner in mine:
             tally.check("b", grant_id in held, f"a guard names {owner} for a grant no record holds")
+    held_mailboxes = {str(mailbox_key(r.email)) for r in records}
+    for key, owner in (mailboxes or {}).items():
+        if owner in mine:
+            tally.check("b", key in held_mailboxes, f"a guard names {owner} for a mailbox no record holds")
 
 
 def check_statuses(tally: Tally, records: Iterable[Record], nylas: Iterable[NylasGrant]) -> None:

@@ -268,7 +268,7 @@ class Campaign(RuleBasedStateMachine):
             self.h.quiet()
             after = self.h.observe(self.emails, self.users)
             check_grants(tally, before.nylas, before.outbox, after.nylas, after.records)
-            check_records(tally, after.records, after.guards, self.users)
+            check_records(tally, after.records, after.guards, self.users, after.mailboxes)
             check_statuses(tally, after.records, after.nylas)
             stream = self.h.stream(self.users)
             for sink, events in self.h.events().items():

@@ -78,3 +78,25 @@ def test_a_scope_change_at_nylas_ends_needs_reauth(harness: Harness) -> None:
     body = _status(harness, user)
     assert body["status"] == "needs_reauth", body
     assert "OnlineMeetings.ReadWrite" in body.get("missing_scopes", []), body
+
+
+def test_a_mailbox_whose_grant_nylas_deleted_stays_with_its_user(harness: Harness) -> None:
+    """Seed 1051806548: the grant deleted at Nylas, its record `revoked`, another user connected the
+    mailbox with the new grant id Nylas made, and two records shared it (invariant (b))."""
+    alice, bob = f"keep-{uuid.uuid4().hex[:8]}", f"take-{uuid.uuid4().hex[:8]}"
+    email = f"kept-{uuid.uuid4().hex[:8]}@contoso.com"
+    assert harness.connect(alice, email, "allow") == "connected"
+    assert harness.nylas_delete(email)
+    harness.quiet()
+    assert _status(harness, alice)["status"] == "revoked"
+
+    assert harness.connect(bob, email.upper(), "allow") == "account_already_linked/error"
+    assert harness.api.get(f"/v1/grants/{bob}").status_code == 404
+    kept = _status(harness, alice)
+    assert (kept["status"], kept["email"]) == ("revoked", email)
+    harness.sweep()  # the grant Nylas made for bob's attempt is held by no one: revoked
+    assert harness.grant_of(email) is None
+
+    assert harness.connect(alice, email, "allow") == "connected"  # alice reconnects her mailbox
+    harness.quiet()
+    assert _status(harness, alice)["status"] == "valid"

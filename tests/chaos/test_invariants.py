@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from teams_connect.adapters.store.grants import mailbox_key
 from tests.chaos.invariants import (
     REQUIRED_SCOPES,
     Answer,
@@ -106,6 +107,14 @@ def test_b_no_shared_grant_or_mailbox_and_the_guards_agree() -> None:
     assert tally.violations == [
         "(b) the guard of u1's grant names 'u2'",
         "(b) a guard names u1 for a grant no record holds",
+    ]
+
+    tally = Tally()
+    mailboxes = {str(mailbox_key("a")): "u2", str(mailbox_key("z")): "u1"}
+    check_records(tally, [record("u1", "g1", "A")], {"g1": "u1"}, ["u1"], mailboxes)
+    assert tally.violations == [
+        "(b) the guard of u1's mailbox names 'u2'",
+        "(b) a guard names u1 for a mailbox no record holds",
     ]
 
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from teams_connect.adapters.store.grants import mailbox_key
 from tests.integration.conftest import Emulator
 from tests.support.stack_process import StackUrls, running_stack
 
@@ -101,6 +102,11 @@ class GrantItems:
     users: dict[str, dict[str, Any]]  # user_id -> USER# item
     guards: dict[str, dict[str, Any]]  # grant_id -> GRANT# item
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # grant_id -> REVOKE# item
+    mailboxes: dict[str, dict[str, Any]] = field(default_factory=dict)  # MAILBOX# key -> item
+
+    def mailboxes_of(self, user_id: str) -> list[str]:
+        """The MAILBOX# keys whose guard names the user."""
+        return sorted(k for k, item in self.mailboxes.items() if item["owner"]["S"] == user_id)
 
     def for_user(self, user_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """The user's USER# item and every GRANT# guard owned by the user."""
@@ -123,6 +129,7 @@ def grant_items(client: Any) -> GrantItems:
     users: dict[str, dict[str, Any]] = {}
     guards: dict[str, dict[str, Any]] = {}
     outbox: dict[str, dict[str, Any]] = {}
+    mailboxes: dict[str, dict[str, Any]] = {}
     for item in scan_all(client, GRANTS_TABLE):
         pk = item["pk"]["S"]
         if pk.startswith("USER#"):
@@ -132,9 +139,11 @@ def grant_items(client: Any) -> GrantItems:
             outbox[pk[7:]] = item
         elif pk.startswith("GRANT#"):
             guards[pk[6:]] = item
+        elif pk.startswith("MAILBOX#"):
+            mailboxes[pk] = item
         else:  # the webhook's dedupe markers hold no grant data
             assert pk.startswith("NOTIFICATION#"), pk
-    return GrantItems(users, guards, outbox)
+    return GrantItems(users, guards, outbox, mailboxes)
 
 
 def assert_one_consistent_grant(client: Any, user_id: str, email: str) -> str:
@@ -148,14 +157,17 @@ def assert_one_consistent_grant(client: Any, user_id: str, email: str) -> str:
     assert guards[0]["pk"]["S"] == f"GRANT#{grant_id}"
     assert grant_id not in items.outbox, "the held grant must have no pending revoke"
     assert user["email"]["S"] == email
+    assert items.mailboxes_of(user_id) == [mailbox_key(email)], "the mailbox guard must name the user"
     assert user["status"]["S"] == "valid"
     return grant_id
 
 
 def assert_no_grant(client: Any, user_id: str) -> None:
-    user, guards = grant_items(client).for_user(user_id)
+    items = grant_items(client)
+    user, guards = items.for_user(user_id)
     assert user is None
     assert guards == []
+    assert items.mailboxes_of(user_id) == []
 
 
 def session_status(client: Any, session_id: str) -> str:

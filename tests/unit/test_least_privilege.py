@@ -121,7 +121,7 @@ def test_every_function_is_granted_exactly_the_item_actions_its_code_performs(aw
         state, started = start(h, user_id="user-2")
         assert flow.complete({"code": "c", "state": state}, cookies_of(started)).connected
         router.delete(f"{V3_BASE}/v3/grants/g-1").mock(return_value=httpx.Response(400))
-        token.mock(return_value=token_response("g-2"))
+        token.mock(return_value=token_response("g-2", "switched@contoso.example"))
         switch_state, switch = start(h, user_id="user-2")
         aws.client.put_item(TableName=GRANTS, Item={"pk": {"S": "GRANT#g-3"}, "owner": {"S": "ghost"}})
         stale_state, stale = start(h, user_id="user-3")
@@ -129,7 +129,7 @@ def test_every_function_is_granted_exactly_the_item_actions_its_code_performs(aw
             # a mailbox switch whose revoke fails (postponed) …
             assert flow.complete({"code": "c", "state": switch_state}, cookies_of(switch)).connected
             # … and the takeover of a stale guard
-            token.mock(return_value=token_response("g-3"))
+            token.mock(return_value=token_response("g-3", "stale@contoso.example"))
             assert flow.complete({"code": "c", "state": stale_state}, cookies_of(stale)).connected
     callback_used = set(used)
     # beta: a grant re-authenticated after an earlier flow of the same user failed after consent

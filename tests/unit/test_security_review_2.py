@@ -14,7 +14,7 @@ import pytest
 import respx
 from botocore.exceptions import ClientError
 
-from teams_connect.adapters.store.grants import GrantRecord
+from teams_connect.adapters.store.grants import GrantRecord, mailbox_key
 from teams_connect.domain.revocations import ABANDONED_GRACE_SECONDS, Revoker
 from teams_connect.errors import Conflict, UpstreamUnavailable
 
@@ -32,6 +32,10 @@ def revoke_url(grant_id: str) -> str:
 def grants_items(aws: Aws) -> dict[str, dict[str, Any]]:
     items = aws.client.scan(TableName=GRANTS)["Items"]
     return {item["pk"]["S"]: item for item in items}
+
+
+#: The owner guard of the mailbox every token answer here names (token_response's address).
+MAILBOX = str(mailbox_key("ada@contoso.example"))
 
 
 def connect(h: Harness, router: respx.Router, grant_id: str, *, user_id: str = "user-1", **extra: str) -> Any:
@@ -136,7 +140,8 @@ def test_f3_a_mailbox_switch_revokes_the_old_grant_and_removes_its_guard(v3: Har
         assert connect(v3, router, OTHER_GRANT).connected
         assert revoke_old.call_count == 1
     items = grants_items(aws)
-    assert set(items) == {"USER#user-1", f"GRANT#{OTHER_GRANT}"}  # no guard, no outbox entry left
+    # no guard of the old grant, no outbox entry left; the mailbox guard stays (the same address)
+    assert set(items) == {"USER#user-1", f"GRANT#{OTHER_GRANT}", MAILBOX}
     assert v3.flow.get_grant("user-1").grant_id == OTHER_GRANT
 
 
@@ -201,7 +206,7 @@ def test_f3_another_users_mailbox_is_never_revoked(v3: Harness, aws: Aws) -> Non
         assert v3.flow.nylas is not None
         Revoker(v3.flow.grants, v3.flow.nylas, clock=v3.clock).sweep()
         assert revoke.call_count == 0
-    assert set(grants_items(aws)) == {"USER#alice", f"GRANT#{GRANT_ID}"}
+    assert set(grants_items(aws)) == {"USER#alice", f"GRANT#{GRANT_ID}", MAILBOX}
 
 
 def test_f3_a_verified_grant_whose_flow_never_completes_is_revoked_after_the_flow_expired(
@@ -290,7 +295,7 @@ def test_f9_a_callback_retried_after_a_throttled_write_does_not_redeem_the_code_
         assert token.call_count == 1
     assert again.connected
     assert v3.flow.get_grant("user-1").grant_id == GRANT_ID
-    assert set(grants_items(aws)) == {"USER#user-1", f"GRANT#{GRANT_ID}"}  # the deferred revoke is gone
+    assert set(grants_items(aws)) == {"USER#user-1", f"GRANT#{GRANT_ID}", MAILBOX}  # no deferred revoke
 
 
 # --------------------------------------------------------------------------- F8: revoke fails closed

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from teams_connect.adapters.store.grants import GrantRecord, GrantStore, Superseded
+from teams_connect.adapters.store.grants import GrantRecord, GrantStore, Superseded, mailbox_key
 from teams_connect.adapters.store.sessions import AlreadyCompleted, SessionStore, StartData
 from teams_connect.errors import (
     AccountAlreadyLinked,
@@ -209,11 +209,11 @@ def test_mailbox_of_another_user_is_refused_and_untouched(aws: Aws) -> None:
 
 def test_stale_guard_is_taken_over(aws: Aws) -> None:
     grants = GrantStore(GRANTS, SESSIONS, aws.client)
-    grants.save(_grant("alice", "g-old"))
-    grants.save(_grant("alice", "g-new", started=NOW + 10))  # alice moved to another mailbox
+    grants.save(_grant("alice", "g-old", email="old@x.example"))
+    grants.save(_grant("alice", "g-new", started=NOW + 10, email="new@x.example"))  # another mailbox
     # A guard left behind by an older release (a switch now removes it): still says alice, stale.
     aws.client.put_item(TableName=GRANTS, Item={"pk": {"S": "GRANT#g-old"}, "owner": {"S": "alice"}})
-    grants.save(_grant("bob", "g-old", started=NOW + 20))
+    grants.save(_grant("bob", "g-old", started=NOW + 20, email="old@x.example"))
     bob = grants.get("bob")
     assert bob is not None
     assert bob.grant_id == "g-old"
@@ -224,23 +224,103 @@ def test_stale_guard_is_taken_over(aws: Aws) -> None:
     assert alice.grant_id == "g-new"
 
 
-def test_delete_removes_both_items(aws: Aws) -> None:
+def test_delete_removes_the_record_and_its_guards(aws: Aws) -> None:
     grants = GrantStore(GRANTS, SESSIONS, aws.client)
     grants.save(_grant("alice", "g-1"))
-    grants.delete("alice", "g-1")
+    grants.delete("alice", "g-1", "A@x.example")
     assert grants.get("alice") is None
     assert "Item" not in aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-1"}})
-    grants.save(_grant("bob", "g-1", started=NOW + 1))  # the mailbox is free again
+    assert "Item" not in aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": mailbox_key("a@x.example")}})
+    grants.save(_grant("bob", "g-2", started=NOW + 1))  # the mailbox is free again, with a new grant
+    assert _owner(aws, mailbox_key("a@x.example")) == "bob"
+
+
+def _owner(aws: Aws, key: str | None) -> str:
+    assert key is not None
+    return str(aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": key}})["Item"]["owner"]["S"])
+
+
+def test_the_mailbox_guard_key_names_no_address_and_ignores_case() -> None:
+    key = mailbox_key(" Alice@Contoso.com ")
+    assert key == mailbox_key("alice@contoso.com")
+    assert key is not None
+    assert key.startswith("MAILBOX#")
+    assert "contoso" not in key.lower()
+    assert mailbox_key("") is None
+
+
+def test_a_mailbox_stays_with_its_user_when_its_grant_is_deleted_at_nylas(aws: Aws) -> None:
+    """Campaign seed 1051806548: the grant deleted at Nylas, the record `revoked`, and another user
+    connecting that mailbox got a new grant id that no GRANT# guard knew: two records, one mailbox."""
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("alice", "g-1", email="shared@x.example"))
+    aws.client.update_item(  # what the webhook writes for grant.deleted
+        TableName=GRANTS,
+        Key={"pk": {"S": "USER#alice"}},
+        UpdateExpression="SET #st = :r",
+        ExpressionAttributeNames={"#st": "status"},
+        ExpressionAttributeValues={":r": {"S": "revoked"}},
+    )
+    with pytest.raises(AccountAlreadyLinked):
+        grants.save(_grant("bob", "g-2", started=NOW + 10, email="Shared@X.example"))
+    assert grants.get("bob") is None
+    assert "Item" not in aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-2"}})
+    alice = grants.get("alice")
+    assert alice is not None
+    assert (alice.grant_id, alice.status) == ("g-1", "revoked")
+    # alice reconnects the mailbox: Nylas's new grant replaces the deleted one, the mailbox stays hers.
+    assert grants.save(_grant("alice", "g-3", started=NOW + 20, email="shared@x.example")) == "g-1"
+    assert _owner(aws, mailbox_key("shared@x.example")) == "alice"
+    assert _owner(aws, "GRANT#g-3") == "alice"
+
+
+def test_a_mailbox_switch_frees_the_old_mailbox_for_another_user(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("alice", "g-1", email="first@x.example"))
+    with pytest.raises(AccountAlreadyLinked):
+        grants.save(_grant("bob", "g-9", started=NOW + 5, email="first@x.example"))
+    grants.save(_grant("alice", "g-2", started=NOW + 10, email="second@x.example"))
+    grants.save(_grant("bob", "g-9", started=NOW + 20, email="first@x.example"))
+    assert _owner(aws, mailbox_key("first@x.example")) == "bob"
+    assert _owner(aws, mailbox_key("second@x.example")) == "alice"
+
+
+def test_a_stale_mailbox_guard_is_taken_over_and_a_live_one_is_not(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("carol", "g-c", email="carol@x.example"))
+    # A guard that names carol for a mailbox her record does not hold (a partial write of old).
+    aws.client.put_item(
+        TableName=GRANTS, Item={"pk": {"S": str(mailbox_key("x@x.example"))}, "owner": {"S": "carol"}}
+    )
+    grants.save(_grant("bob", "g-x", started=NOW + 5, email="x@x.example"))
+    assert _owner(aws, mailbox_key("x@x.example")) == "bob"
+    assert _owner(aws, mailbox_key("carol@x.example")) == "carol"
+    with pytest.raises(AccountAlreadyLinked):
+        grants.save(_grant("dave", "g-y", started=NOW + 6, email="carol@x.example"))
+
+
+def test_an_address_changed_under_the_same_grant_moves_the_mailbox_guard(aws: Aws) -> None:
+    grants = GrantStore(GRANTS, SESSIONS, aws.client)
+    grants.save(_grant("alice", "g-1", email="before@x.example"))
+    grants.save(_grant("alice", "g-1", started=NOW + 10, email="after@x.example"))
+    assert _owner(aws, mailbox_key("after@x.example")) == "alice"
+    assert "Item" not in aws.client.get_item(
+        TableName=GRANTS, Key={"pk": {"S": str(mailbox_key("before@x.example"))}}
+    )
 
 
 def test_delete_leaves_a_guard_that_now_belongs_to_someone_else(aws: Aws) -> None:
     grants = GrantStore(GRANTS, SESSIONS, aws.client)
     grants.save(_grant("alice", "g-1"))
     aws.client.put_item(TableName=GRANTS, Item={"pk": {"S": "GRANT#g-1"}, "owner": {"S": "carol"}})
-    grants.delete("alice", "g-1")
+    aws.client.put_item(
+        TableName=GRANTS, Item={"pk": {"S": str(mailbox_key("a@x.example"))}, "owner": {"S": "carol"}}
+    )
+    grants.delete("alice", "g-1", "a@x.example")
     assert grants.get("alice") is None
     owner = aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-1"}})["Item"]["owner"]["S"]
     assert owner == "carol"
+    assert _owner(aws, mailbox_key("a@x.example")) == "carol"
 
 
 # --- AWS failures: standard retries, transient transaction cancellations --------------------------
@@ -306,13 +386,16 @@ def test_transaction_cancelled_without_a_failed_condition_is_classified(
 
 def test_a_mailbox_switch_removes_the_old_guard_and_enqueues_its_revoke_in_one_transaction(aws: Aws) -> None:
     grants = GrantStore(GRANTS, SESSIONS, aws.client)
-    assert grants.save(_grant("alice", "g-old")) is None
-    assert grants.save(_grant("alice", "g-old", started=NOW + 5)) is None  # re-auth: nothing replaced
-    assert grants.save(_grant("alice", "g-new", started=NOW + 10)) == "g-old"
+    old, new = "old@x.example", "new@x.example"
+    assert grants.save(_grant("alice", "g-old", email=old)) is None
+    assert grants.save(_grant("alice", "g-old", started=NOW + 5, email=old)) is None  # re-auth
+    assert grants.save(_grant("alice", "g-new", started=NOW + 10, email=new)) == "g-old"
     assert "Item" not in aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": "GRANT#g-old"}})
+    assert "Item" not in aws.client.get_item(TableName=GRANTS, Key={"pk": {"S": mailbox_key(old)}})
+    assert _owner(aws, mailbox_key(new)) == "alice"
     assert [d.grant_id for d in grants.outbox.due(NOW + 15)] == ["g-old"]
     # Linking g-old again cancels its pending revoke in the same transaction.
-    assert grants.save(_grant("alice", "g-old", started=NOW + 20)) == "g-new"
+    assert grants.save(_grant("alice", "g-old", started=NOW + 20, email=old)) == "g-new"
     assert [d.grant_id for d in grants.outbox.due(NOW + 25)] == ["g-new"]
 
 

@@ -75,7 +75,7 @@ def seed(aws: Aws, *, user: str = "u1", grant: str = "g-1", status: str = "valid
     record = GrantRecord(
         user_id=user,
         grant_id=grant,
-        email="ada@x.example",
+        email="ada@x.example" if user == "u1" else f"{user}@x.example",  # one mailbox each
         provider="microsoft",
         status=status,
         scopes=REQUIRED,

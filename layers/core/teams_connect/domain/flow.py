@@ -246,11 +246,11 @@ class ConnectFlow:
         return effective_record(record, self.settings)
 
     def disconnect(self, user_id: str, *, deadline: float | None = None) -> None:
-        """Revoke at Nylas (already gone is fine), then delete USER# and GRANT# together.
+        """Revoke at Nylas (already gone is fine), then delete USER# and its guards together.
         If Nylas cannot be reached the record stays (503)."""
         record = self.get_grant(user_id)
         self.nylas.revoke(record.grant_id, deadline=deadline)
-        self.grants.delete(record.user_id, record.grant_id)
+        self.grants.delete(record.user_id, record.grant_id, record.email)
         logger.info("grant disconnected", extra={"user": security.hash_prefix(record.user_id)})
 
     # --- browser flow -------------------------------------------------------------------------

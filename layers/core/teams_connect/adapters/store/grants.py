@@ -1,7 +1,9 @@
-"""DynamoDB: the grants table's user records and mailbox guards, written in transactions.
+"""DynamoDB: the grants table's user records and their owner guards, written in transactions.
 
-USER#<user_id> is the user's one grant, GRANT#<grant_id> the mailbox's owner guard; a transaction
-that lets go of a grant also enqueues its revocation in the outbox (outbox.py).
+USER#<user_id> is the user's one grant; GRANT#<grant_id> and MAILBOX#<hash of the address> name the
+user who holds that grant and that mailbox (one owner each: a mailbox whose grant was deleted at Nylas
+gets a new grant id, but stays with its user); a transaction that lets go of a grant also enqueues
+its revocation in the outbox (outbox.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from teams_connect.errors import (
     UpstreamUnavailable,
 )
 from teams_connect.observability import logger
+from teams_connect.rules import security
 from teams_connect.rules.metadata import from_attribute as metadata_from_attribute
 from teams_connect.rules.metadata import to_attribute as metadata_attribute
 
@@ -145,7 +148,7 @@ class GrantStore:
     def owner(self, grant_id: str) -> str | None:
         """Who holds this mailbox's guard in this deployment (None: nobody)."""
         try:
-            return self._owner_of(grant_id)
+            return self._guard_owner(GRANT_PREFIX + grant_id)
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(exc) from None
 
@@ -225,13 +228,6 @@ class GrantStore:
             raise aws_error(exc) from None
         return True
 
-    def _owner_of(self, grant_id: str) -> str | None:
-        resp = self.client.get_item(
-            TableName=self.table, Key={"pk": {"S": f"GRANT#{grant_id}"}}, ConsistentRead=True
-        )
-        item = resp.get("Item")
-        return str(item["owner"]["S"]) if item and "owner" in item else None
-
     # --- the verified grant, kept on the consumed session ---------------------------------------
     def hold(
         self, session_id: str, *, binding_hash: str, grant: VerifiedGrant, revoke_due: int, now: int
@@ -300,35 +296,37 @@ class GrantStore:
     def save(
         self, record: GrantRecord, *, session_id: str | None = None, binding_hash: str | None = None
     ) -> str | None:
-        """One transaction: USER# record (ordered by flow_started_at), GRANT# owner guard, the
-        cancellation of a pending revoke of this grant, and (when given) the session's consumed →
-        completed step. When the user held ANOTHER grant, the same transaction also removes that
-        grant's guard and enqueues its revocation (REVOKE#); its id is returned so that the caller
-        can revoke it right away (best effort; the sweeper retries).
+        """One transaction: USER# record (ordered by flow_started_at), GRANT# owner guard, MAILBOX#
+        owner guard, the cancellation of a pending revoke of this grant, and (when given) the
+        session's consumed → completed step. When the user held ANOTHER grant, the same transaction
+        also removes that grant's guard (and, for another mailbox, that mailbox's guard) and enqueues
+        its revocation (REVOKE#); its id is returned so that the caller can revoke it right away
+        (best effort; the sweeper retries).
 
-        A GRANT# guard held by another user whose USER# record no longer holds that grant is stale
-        and taken over atomically; otherwise `AccountAlreadyLinked`. Raises `Superseded` if a newer
-        flow of this user already wrote."""
-        previous: str | None = None  # the grant USER# holds now, if other than this one
-        stale_owner: str | None = None
-        for _ in range(4):
+        A guard held by another user whose USER# record no longer holds that grant (or mailbox) is
+        stale and taken over atomically; otherwise `AccountAlreadyLinked`, also when that user's
+        record is `expired` or `revoked`: a record keeps its mailbox until it is disconnected. Raises
+        `Superseded` if a newer flow of this user already wrote."""
+        old: GrantRecord | None = None  # the user's record as last read (None: assume absent or same)
+        stale: dict[str, str] = {}  # guard kind → the other user found holding it, stale
+        for _ in range(5):
             try:
-                self._save(record, session_id, binding_hash, previous=previous, stale_owner=stale_owner)
-                return previous
+                self._save(record, session_id, binding_hash, old=old, stale=stale)
+                return old.grant_id if old is not None and old.grant_id != record.grant_id else None
             except _UserChanged as changed:
                 old = changed.old
                 if old is not None and old.flow_started_at > record.flow_started_at:
                     raise Superseded() from None
-                previous = old.grant_id if old is not None and old.grant_id != record.grant_id else None
             except _GuardHeld as held:
-                stale_owner = self._stale_guard_owner(record, held.owner, stale_owner)
+                stale[held.kind] = self._stale_guard_owner(record, held, stale.get(held.kind))
         raise Conflict()  # the records kept changing under us: retryable
 
-    def _stale_guard_owner(self, record: GrantRecord, owner: str | None, tried: str | None) -> str:
+    def _stale_guard_owner(self, record: GrantRecord, held: _GuardHeld, tried: str | None) -> str:
         """The guard belongs to someone else: is it stale? (rare path: extra reads are fine)"""
         try:
+            owner = held.owner
             if owner is None:
-                owner = self._owner_of(record.grant_id)
+                owner = self._guard_owner(held.key)
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(exc) from None
         if owner is None or owner == record.user_id:
@@ -336,10 +334,52 @@ class GrantStore:
         if owner == tried:
             raise AccountAlreadyLinked()  # the takeover's own check failed: the guard is live
         other = self.get(owner)
-        if other is not None and other.grant_id == record.grant_id:
+        if other is not None and (
+            other.grant_id == record.grant_id
+            if held.kind == GRANT
+            else _same_mailbox(other.email, record.email)
+        ):
             raise AccountAlreadyLinked()
-        logger.info("taking over a stale mailbox guard")
+        logger.info("taking over a stale guard", extra={"guard": held.kind})
         return owner
+
+    def _guard_owner(self, key: str) -> str | None:
+        resp = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True)
+        item = resp.get("Item")
+        return str(item["owner"]["S"]) if item and "owner" in item else None
+
+    def _guard_put(self, key: str, record: GrantRecord, stale_owner: str | None) -> dict[str, Any]:
+        guard: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": {
+                "pk": {"S": key},
+                "owner": {"S": record.user_id},
+                "updated_at": {"N": str(record.updated_at)},
+            },
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if key.startswith(GRANT_PREFIX):
+            guard["Item"]["grant_id"] = {"S": record.grant_id}
+        if stale_owner is None:
+            guard["ConditionExpression"] = "attribute_not_exists(pk) OR #owner = :me"
+            guard["ExpressionAttributeValues"] = {":me": {"S": record.user_id}}
+        else:
+            guard["ConditionExpression"] = "#owner = :stale"
+            guard["ExpressionAttributeValues"] = {":stale": {"S": stale_owner}}
+        return {"Put": guard}
+
+    def _guard_delete(self, key: str, user_id: str) -> dict[str, Any]:
+        """Remove a guard of `user_id` (absent is fine; another user's is left: the condition fails)."""
+        return {
+            "Delete": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": key}},
+                "ConditionExpression": "attribute_not_exists(pk) OR #owner = :me",
+                "ExpressionAttributeNames": {"#owner": "owner"},
+                "ExpressionAttributeValues": {":me": {"S": user_id}},
+            }
+        }
 
     def _save(
         self,
@@ -347,33 +387,18 @@ class GrantStore:
         session_id: str | None,
         binding_hash: str | None,
         *,
-        previous: str | None,
-        stale_owner: str | None,
+        old: GrantRecord | None,
+        stale: Mapping[str, str],
     ) -> None:
         mine = {"N": str(record.flow_started_at)}
-        if previous is None:
-            user_condition = "attribute_not_exists(pk) OR (grant_id = :g AND flow_started_at <= :mine)"
-            user_values = {":g": {"S": record.grant_id}, ":mine": mine}
+        if old is None:
+            user_condition = (
+                "attribute_not_exists(pk) OR (grant_id = :g AND email = :e AND flow_started_at <= :mine)"
+            )
+            user_values = {":g": {"S": record.grant_id}, ":e": {"S": record.email}, ":mine": mine}
         else:
-            user_condition = "grant_id = :old AND flow_started_at <= :mine"
-            user_values = {":old": {"S": previous}, ":mine": mine}
-        guard: dict[str, Any] = {
-            "TableName": self.table,
-            "Item": {
-                "pk": {"S": f"GRANT#{record.grant_id}"},
-                "owner": {"S": record.user_id},
-                "grant_id": {"S": record.grant_id},
-                "updated_at": {"N": str(record.updated_at)},
-            },
-            "ExpressionAttributeNames": {"#owner": "owner"},
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        if stale_owner is None:
-            guard["ConditionExpression"] = "attribute_not_exists(pk) OR #owner = :me"
-            guard["ExpressionAttributeValues"] = {":me": {"S": record.user_id}}
-        else:
-            guard["ConditionExpression"] = "#owner = :stale"
-            guard["ExpressionAttributeValues"] = {":stale": {"S": stale_owner}}
+            user_condition = "grant_id = :old AND email = :oldmail AND flow_started_at <= :mine"
+            user_values = {":old": {"S": old.grant_id}, ":oldmail": {"S": old.email}, ":mine": mine}
         items: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -384,7 +409,7 @@ class GrantStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            {"Put": guard},
+            self._guard_put(GRANT_PREFIX + record.grant_id, record, stale.get(GRANT)),
             # This grant is held again: a pending revoke of it (an earlier failed flow) is cancelled.
             # ... unless an attempt has claimed it and may be revoking it at Nylas right now (security
             # review 3, G7): then this save fails, retryably, instead of keeping a grant being revoked.
@@ -397,7 +422,14 @@ class GrantStore:
                 }
             },
         ]
-        session_index = check_index = old_guard_index = -1
+        # Which guard an index of `items` is (for the cancellation reasons), and each stale check.
+        guards: dict[int, _GuardHeld] = {1: _GuardHeld(GRANT, GRANT_PREFIX + record.grant_id, None)}
+        checks: dict[int, _GuardHeld] = {}
+        mailbox = mailbox_key(record.email)
+        if mailbox is not None:
+            guards[len(items)] = _GuardHeld(MAILBOX, mailbox, None)
+            items.append(self._guard_put(mailbox, record, stale.get(MAILBOX)))
+        session_index = old_guard_index = -1
         if session_id is not None:
             session_index = len(items)
             items.append(
@@ -417,41 +449,40 @@ class GrantStore:
                     }
                 }
             )
-        if stale_owner is not None:
-            check_index = len(items)
+        # A takeover holds only while the stale owner's record still lets go of the grant / mailbox.
+        if GRANT in stale:
+            checks[len(items)] = _GuardHeld(GRANT, GRANT_PREFIX + record.grant_id, None)
             items.append(
-                {
-                    "ConditionCheck": {
-                        "TableName": self.table,
-                        "Key": {"pk": {"S": f"USER#{stale_owner}"}},
-                        "ConditionExpression": "attribute_not_exists(pk) OR grant_id <> :g",
-                        "ExpressionAttributeValues": {":g": {"S": record.grant_id}},
-                    }
-                }
+                _user_check(self.table, stale[GRANT], "grant_id <> :g", {":g": {"S": record.grant_id}})
             )
-        if previous is not None:
+        if MAILBOX in stale and mailbox is not None:
+            checks[len(items)] = _GuardHeld(MAILBOX, mailbox, None)
+            items.append(
+                _user_check(
+                    self.table,
+                    stale[MAILBOX],
+                    "attribute_not_exists(email_lc) OR email_lc <> :e",
+                    {":e": {"S": record.email.lower()}},
+                )
+            )
+        if old is not None and old.grant_id != record.grant_id:
             # One user, one grant: the replaced grant's guard leaves with it, and its revocation is
             # enqueued in the same transaction (durable: the sweeper retries until Nylas confirms).
             old_guard_index = len(items)
-            items.append(
-                {
-                    "Delete": {
-                        "TableName": self.table,
-                        "Key": {"pk": {"S": f"GRANT#{previous}"}},
-                        "ConditionExpression": "attribute_not_exists(pk) OR #owner = :me",
-                        "ExpressionAttributeNames": {"#owner": "owner"},
-                        "ExpressionAttributeValues": {":me": {"S": record.user_id}},
-                    }
-                }
-            )
+            items.append(self._guard_delete(GRANT_PREFIX + old.grant_id, record.user_id))
             items.append(
                 {
                     "Put": {
                         "TableName": self.table,
-                        "Item": revoke_item(previous, due=record.updated_at, now=record.updated_at),
+                        "Item": revoke_item(old.grant_id, due=record.updated_at, now=record.updated_at),
                     }
                 }
             )
+        old_mailbox = mailbox_key(old.email) if old is not None else None
+        old_mailbox_index = -1
+        if old_mailbox is not None and old_mailbox != mailbox:
+            old_mailbox_index = len(items)
+            items.append(self._guard_delete(old_mailbox, record.user_id))
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -464,44 +495,46 @@ class GrantStore:
                 raise aws_error(exc) from None  # conflicts with other transactions, throttling …
             if 0 in failed:
                 item = reasons[0].get("Item")
-                old = GrantRecord.from_item(item) if item and "user_id" in item else None
-                raise _UserChanged(old) from None
+                raise _UserChanged(
+                    GrantRecord.from_item(item) if item and "user_id" in item else None
+                ) from None
             if 2 in failed:
                 logger.warning("a revoke of this grant is in flight: the save is to be retried")
                 raise RevokeInFlight() from None
             if session_index in failed:
                 raise SessionUsed() from None
-            if 1 in failed or check_index in failed:
-                item = reasons[1].get("Item") if len(reasons) > 1 else None
-                owner = item["owner"]["S"] if item and "owner" in item else None
-                raise _GuardHeld(owner) from None
-            if old_guard_index in failed:
+            for index in failed:
+                if index in guards:
+                    item = reasons[index].get("Item")
+                    owner = item["owner"]["S"] if item and "owner" in item else None
+                    raise _GuardHeld(guards[index].kind, guards[index].key, owner) from None
+                if index in checks:
+                    raise checks[index] from None
+            if old_guard_index in failed or old_mailbox_index in failed:
                 logger.error("the replaced grant's guard belongs to another user")
                 raise Conflict() from None
             raise ServerError() from None
         except BotoCoreError as exc:
             raise aws_error(exc) from None
 
-    def delete(self, user_id: str, grant_id: str) -> None:
-        """Remove the USER# record and (if still ours) the GRANT# guard in one transaction."""
-        user_delete = {
-            "Delete": {
-                "TableName": self.table,
-                "Key": {"pk": {"S": f"USER#{user_id}"}},
-                "ConditionExpression": "grant_id = :g",
-                "ExpressionAttributeValues": {":g": {"S": grant_id}},
-            }
-        }
-        guard_delete = {
-            "Delete": {
-                "TableName": self.table,
-                "Key": {"pk": {"S": f"GRANT#{grant_id}"}},
-                "ConditionExpression": "attribute_not_exists(pk) OR #owner = :me",
-                "ExpressionAttributeNames": {"#owner": "owner"},
-                "ExpressionAttributeValues": {":me": {"S": user_id}},
-            }
-        }
-        for items in ([user_delete, guard_delete], [user_delete]):
+    def delete(self, user_id: str, grant_id: str, email: str = "") -> None:
+        """Remove the USER# record and (where still ours) its GRANT# and MAILBOX# guards in one
+        transaction; a guard that now belongs to someone else is left."""
+        items: list[dict[str, Any]] = [
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": f"USER#{user_id}"}},
+                    "ConditionExpression": "grant_id = :g",
+                    "ExpressionAttributeValues": {":g": {"S": grant_id}},
+                }
+            },
+            self._guard_delete(GRANT_PREFIX + grant_id, user_id),
+        ]
+        mailbox = mailbox_key(email)
+        if mailbox is not None:
+            items.append(self._guard_delete(mailbox, user_id))
+        for _ in range(3):
             try:
                 self.client.transact_write_items(TransactItems=items)
                 return
@@ -511,12 +544,40 @@ class GrantStore:
                 codes = [str(r.get("Code")) for r in exc.response.get("CancellationReasons") or []]
                 if codes and codes[0] == "ConditionalCheckFailed":
                     raise Conflict() from None  # the user's record changed meanwhile
-                if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
-                    continue  # the guard now belongs to someone else: leave it
-                raise aws_error(exc) from None
+                others = {i for i, c in enumerate(codes) if i > 0 and c == "ConditionalCheckFailed"}
+                if not others:
+                    raise aws_error(exc) from None
+                items = [item for i, item in enumerate(items) if i not in others]  # someone else's now
             except BotoCoreError as exc:
                 raise aws_error(exc) from None
         raise Conflict()
+
+
+#: The guard kinds: one owner per grant id, and one per mailbox (its address, case-insensitive).
+GRANT = "grant"
+MAILBOX = "mailbox"
+GRANT_PREFIX = "GRANT#"
+MAILBOX_PREFIX = "MAILBOX#"
+
+
+def mailbox_key(email: str) -> str | None:
+    """MAILBOX#<sha256 of the lower-cased address>: the key names no address (None: no address)."""
+    return MAILBOX_PREFIX + security.sha256_hex(email.strip().lower()) if email.strip() else None
+
+
+def _same_mailbox(a: str, b: str) -> bool:
+    return bool(a.strip()) and a.strip().lower() == b.strip().lower()
+
+
+def _user_check(table: str, user_id: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ConditionCheck": {
+            "TableName": table,
+            "Key": {"pk": {"S": f"USER#{user_id}"}},
+            "ConditionExpression": f"attribute_not_exists(pk) OR {condition}",
+            "ExpressionAttributeValues": values,
+        }
+    }
 
 
 class RevokeInFlight(UpstreamUnavailable):
@@ -531,6 +592,10 @@ class _UserChanged(Exception):
 
 
 class _GuardHeld(Exception):
-    def __init__(self, owner: str | None) -> None:
-        super().__init__("mailbox guard held by another user")
+    """A guard (`kind` GRANT or MAILBOX, item `key`) is held by another user (`owner`, if known)."""
+
+    def __init__(self, kind: str, key: str, owner: str | None) -> None:
+        super().__init__(f"{kind} guard held by another user")
+        self.kind = kind
+        self.key = key
         self.owner = owner
