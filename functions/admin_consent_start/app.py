@@ -5,7 +5,7 @@ from teams_connect.config import get_settings
 from teams_connect.domain.admin_consent import build_admin_consent
 from teams_connect.errors import SessionInvalid
 from teams_connect.http import apigw, web
-from teams_connect.rules.security import parse_query
+from teams_connect.rules.query import parse_query
 
 consents = build_admin_consent(get_settings())  # builds the URL locally: no HTTP client
 

@@ -5,7 +5,7 @@ from teams_connect.config import get_settings
 from teams_connect.domain.flow import build_flow
 from teams_connect.errors import SessionInvalid
 from teams_connect.http import apigw, web
-from teams_connect.rules.security import parse_query
+from teams_connect.rules.query import parse_query
 
 flow = build_flow(get_settings(), with_tenants=True)  # + the grant's Microsoft tenant (tenant_id)
 

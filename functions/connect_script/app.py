@@ -1,16 +1,11 @@
 """GET /connect/v1/connect.js: the popup embedding script, from the API's own origin (contract
-"Embedding"). Static: read from this package once per container; no AWS access, no secrets."""
+"Embedding"). Static: read from this package once per container; no AWS access, no secrets, and no
+Powertools (`assets.script_route`: its cold start is the script's own work)."""
 
-from pathlib import Path
+import os
 
-from teams_connect.http import apigw, assets, web
+from teams_connect.http import assets
 
-SCRIPT = assets.StaticScript.load(Path(__file__).with_name("connect.js"))
+SCRIPT = assets.StaticScript.load(os.path.join(os.path.dirname(__file__), "connect.js"))
 
-
-@apigw.api_route("GET", "/connect/v1/connect.js")
-def lambda_handler(request: apigw.Request) -> web.Response:
-    status, headers, body, gzipped = assets.script_result(
-        SCRIPT, raw_query=request.raw_query, headers=request.headers
-    )
-    return web.Response.raw(status, headers, body, base64_encoded=gzipped)
+lambda_handler = assets.script_route("/connect/v1/connect.js", SCRIPT)

@@ -10,7 +10,7 @@ from teams_connect.config import get_settings
 from teams_connect.domain.meetings import build_meetings
 from teams_connect.domain.meetings_idempotency import MeetingsCreate
 from teams_connect.http import apigw, web
-from teams_connect.rules.security import parse_query
+from teams_connect.rules.query import parse_query
 
 meetings = build_meetings(get_settings())
 creator = MeetingsCreate(meetings, os.environ.get("IDEMPOTENCY_TABLE", ""), dynamodb_client())

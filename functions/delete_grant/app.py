@@ -3,7 +3,7 @@
 from teams_connect.config import get_settings
 from teams_connect.domain.flow import build_flow
 from teams_connect.http import apigw, web
-from teams_connect.rules.security import parse_query
+from teams_connect.rules.query import parse_query
 
 flow = build_flow(get_settings())
 

@@ -4,7 +4,7 @@ from teams_connect.config import get_settings
 from teams_connect.domain.admin_consent import build_admin_consent, tenant_json
 from teams_connect.domain.flow import build_flow
 from teams_connect.http import apigw, web
-from teams_connect.rules.security import parse_query
+from teams_connect.rules.query import parse_query
 
 settings = get_settings()
 auth = build_flow(settings, with_nylas=False)

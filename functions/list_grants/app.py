@@ -4,7 +4,7 @@ from teams_connect.config import get_settings
 from teams_connect.domain.flow import build_flow
 from teams_connect.domain.listing import build_lister
 from teams_connect.http import apigw, web
-from teams_connect.rules.security import parse_query
+from teams_connect.rules.query import parse_query
 
 settings = get_settings()
 flow = build_flow(settings, with_nylas=False)

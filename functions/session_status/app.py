@@ -7,7 +7,7 @@ from teams_connect.adapters.store.sessions import SessionStore
 from teams_connect.config import get_settings
 from teams_connect.domain.session_status import SessionStatus
 from teams_connect.http import apigw, popup, web
-from teams_connect.rules.security import parse_query
+from teams_connect.rules.query import parse_query
 
 reader = SessionStatus(SessionStore(get_settings().sessions_table, dynamodb_client()))
 

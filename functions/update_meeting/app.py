@@ -6,7 +6,7 @@ Lean (teams_connect.http.apigw: no event-handler resolver)."""
 from teams_connect.config import get_settings
 from teams_connect.domain.meetings import build_meetings
 from teams_connect.http import apigw, web
-from teams_connect.rules.security import parse_query
+from teams_connect.rules.query import parse_query
 
 meetings = build_meetings(get_settings())
 

@@ -38,10 +38,13 @@ def test_layer_native_code_is_aarch64_only(built: Path) -> None:
 
 
 def test_functions_hold_only_their_own_files(built: Path) -> None:
+    """Each function's own files (app.py, requirements.txt, an asset such as connect.js) and app.py's
+    bytecode: no shared code, no dependency."""
     for name in package.function_names():
         names = _names(built / f"{name}.zip")
+        own = {p.name for p in (package.FUNCTIONS_DIR / name).iterdir() if p.is_file()}
         assert "app.py" in names
-        assert all(n in ("app.py", "requirements.txt") or n.startswith("__pycache__/app.") for n in names)
+        assert [n for n in names if n not in own and not n.startswith("__pycache__/app.")] == [], name
 
 
 def test_exactly_the_imported_modules_have_a_checked_hash_pyc(built: Path) -> None:

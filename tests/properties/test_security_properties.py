@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from teams_connect.config import parse_allowed_return_urls
 from teams_connect.errors import InvalidRequest, ReturnToNotAllowed, SessionInvalid, Unauthorized
-from teams_connect.rules import security
+from teams_connect.rules import query, security
 from tests.adversarial import harness
 
 ALLOWED = parse_allowed_return_urls(
@@ -105,11 +105,11 @@ def test_validate_return_to_returns_only_allow_listed_hosts(url: str) -> None:
 @given(raw=st.text(max_size=200))
 def test_parse_query_either_parses_or_raises_the_given_error(raw: str) -> None:
     try:
-        parsed = security.parse_query(raw, SessionInvalid)
+        parsed = query.parse_query(raw, SessionInvalid)
     except SessionInvalid:
         harness.record("property_query_parser", "TM7", "TM11")
         return
-    assert len(parsed) <= security.MAX_QUERY_FIELDS
+    assert len(parsed) <= query.MAX_QUERY_FIELDS
     harness.record("property_query_parser", "TM7", "TM11")
 
 

@@ -204,6 +204,21 @@ def test_the_script_route_creates_no_aws_client_and_reads_no_secret() -> None:
     assert not [m for m in modules if m.startswith(("boto3", "teams_connect.adapters"))]
 
 
+def test_the_script_route_loads_no_powertools_and_none_of_the_flow() -> None:
+    """Its cold start is the script's own work (`assets.script_route`): no Logger, Metrics or
+    Tracer, and no module of the connect flow."""
+    _, modules = modules_at_init("connect_script", "v3")
+    ours = sorted(m for m in modules if m.startswith(("teams_connect", "aws_lambda_powertools")))
+    assert ours == [
+        "teams_connect",
+        "teams_connect.errors",
+        "teams_connect.http",
+        "teams_connect.http.assets",
+        "teams_connect.rules",
+        "teams_connect.rules.query",
+    ]
+
+
 def test_the_status_route_reads_no_secret() -> None:
     _, modules = modules_at_init("session_status", "v3")
     assert "teams_connect.adapters.secrets" not in modules
@@ -260,3 +275,16 @@ def test_lifecycle_handlers_load_no_resolver_and_no_batch_utility(function: str)
         cwd=ROOT / "functions" / function,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_layer_declares_no_slotted_dataclass() -> None:
+    """`@dataclass(slots=True)` builds every class twice: about 0.6 ms more per class at init, on
+    Python 3.12 (dataclasses' generated methods are compiled at import). A meeting function imports
+    14 of ours, the callback about 20 (docs/performance.md, "What the cold start pays for")."""
+    slotted = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "layers" / "core" / "teams_connect").rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.lstrip().startswith("@dataclass") and "slots=True" in line
+    ]
+    assert slotted == []

@@ -104,6 +104,30 @@ def test_the_script_handler_answers_as_api_gateway_expects(handler_env: Aws) -> 
     assert foreign["statusCode"] == 404
     assert json.loads(foreign["body"])["error"]["code"] == "not_found"
     assert call(module, http_event("POST", "/connect/v1/connect.js"))["statusCode"] == 404
+    duplicated = call(module, http_event("GET", "/connect/v1/connect.js", raw_query="v=1&v=2"))
+    assert duplicated["statusCode"] == 400
+    assert duplicated["headers"]["Cache-Control"] == "no-store"
+    assert json.loads(duplicated["body"])["error"]["code"] == "invalid_request"
+
+
+def test_an_unexpected_error_of_the_script_route_is_a_500_that_quotes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(assets.StaticScript):
+        __slots__ = ()
+
+        @property  # type: ignore[override]
+        def etag(self) -> str:
+            raise RuntimeError("secret-looking detail")
+
+    route = assets.script_route("/s.js", Broken(b"x"))
+    with caplog.at_level("ERROR"):
+        answer = route(http_event("GET", "/s.js"), None)
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"]["code"] == "server_error"
+    assert "secret-looking" not in answer["body"]
+    assert "RuntimeError" in caplog.text
+    assert "secret-looking" not in caplog.text
 
 
 # --------------------------------------------------------------------------- origins

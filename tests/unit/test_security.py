@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from teams_connect.config import parse_allowed_return_urls
 from teams_connect.errors import InvalidRequest, ReturnToNotAllowed, SessionInvalid, Unauthorized
-from teams_connect.rules import security
+from teams_connect.rules import query, security
 
 ALLOWED = parse_allowed_return_urls(
     "https://allowed.example/app,https://allowed.example:8443/x/,http://127.0.0.1:8000/,http://localhost/cb"
@@ -60,8 +60,8 @@ def test_find_cookie_reads_v2_cookies_and_refuses_duplicates() -> None:
 
 
 def test_parse_query_rejects_duplicates_and_garbage() -> None:
-    assert security.parse_query("a=1&b=%20x") == {"a": "1", "b": " x"}
-    assert security.parse_query("") == {}
+    assert query.parse_query("a=1&b=%20x") == {"a": "1", "b": " x"}
+    assert query.parse_query("") == {}
     for raw in [
         "a=1&a=2",
         "a=1&&b=2",
@@ -71,9 +71,9 @@ def test_parse_query_rejects_duplicates_and_garbage() -> None:
         "a=" + "x" * 5000,
     ]:
         with pytest.raises(InvalidRequest):
-            security.parse_query(raw)
+            query.parse_query(raw)
     with pytest.raises(SessionInvalid):
-        security.parse_query("state=1&state=2", SessionInvalid)
+        query.parse_query("state=1&state=2", SessionInvalid)
 
 
 def test_bearer_check_accepts_every_configured_key_and_nothing_else() -> None:

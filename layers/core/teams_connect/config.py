@@ -43,7 +43,7 @@ class ConfigError(ValueError):
     """The function's environment is invalid."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AllowedReturnUrl:
     """One allow-list entry: exact scheme, host and port, and a path prefix."""
 
@@ -53,7 +53,7 @@ class AllowedReturnUrl:
     path_prefix: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Settings:
     nylas_api: Literal["v3", "beta"]
     nylas_region: Literal["us", "eu"]

@@ -4,17 +4,19 @@ Every error carries a contract `code`. Browser-flow errors may also carry the se
 already validated `return_to` so the callback can redirect there (never to request data).
 """
 
-from __future__ import annotations
-
-from typing import Any, ClassVar
+# Not `typing.TYPE_CHECKING`, and no `from __future__ import annotations` (annotations are quoted
+# instead): the static script route imports this module, and nothing else it does not use.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 
 class ConnectError(Exception):
     """Base of every error the service answers with. `code` is the contract's machine code."""
 
-    code: ClassVar[str] = "server_error"
-    status: ClassVar[int] = 500
-    default_message: ClassVar[str] = "Something went wrong. Please try again."
+    code: "ClassVar[str]" = "server_error"
+    status: "ClassVar[int]" = 500
+    default_message: "ClassVar[str]" = "Something went wrong. Please try again."
 
     def __init__(self, message: str | None = None, *, return_to: str | None = None) -> None:
         super().__init__(message or self.default_message)
@@ -215,6 +217,10 @@ class UnsupportedFlavour(ConnectError):
     default_message = "Meetings need the Nylas v3 API; this deployment uses the beta flavour."
 
 
+#: Every JSON answer of the backend API (errors included): never cached, never sniffed.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def error_headers(error: BaseException) -> dict[str, str]:
     """Headers an error answer carries besides its body (`Retry-After` of a 429)."""
     if isinstance(error, RateLimited):
@@ -222,7 +228,7 @@ def error_headers(error: BaseException) -> dict[str, str]:
     return {}
 
 
-def to_http(error: BaseException) -> tuple[int, dict[str, Any]]:
+def to_http(error: BaseException) -> "tuple[int, dict[str, Any]]":
     """THE mapping: any exception → (HTTP status, contract JSON error body).
 
     Unknown exceptions become a generic 500 `server_error` (their text is never shown).

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from botocore.config import Config
 
-from teams_connect.adapters import aws
+from teams_connect.adapters import aws, tls
 from teams_connect.rules.app_webhooks import TIMEOUT_SECONDS, Attempt
 
 #: 10 s for the whole answer: connect, send, wait, read (a receiver should answer 2xx at once).
@@ -22,7 +22,9 @@ class HttpSender:
     """POSTs one webhook; never follows redirects (a signed event goes where it was configured to)."""
 
     def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
-        self._client = httpx.Client(timeout=_TIMEOUT, follow_redirects=False, transport=transport)
+        self._client = httpx.Client(
+            timeout=_TIMEOUT, follow_redirects=False, transport=transport, verify=tls.context()
+        )
 
     def post(self, url: str, body: str, headers: Mapping[str, str]) -> Attempt:
         try:

@@ -44,7 +44,7 @@ _TENANT_CACHE_MAX = 1024
 _random = random.SystemRandom()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AzureApp:
     client_id: str
     client_secret: str = field(repr=False)
@@ -90,9 +90,12 @@ class MicrosoftIdentity:
                 if self._client is None:
                     import httpx
 
+                    from teams_connect.adapters import tls
+
                     self._client = httpx.Client(
                         timeout=httpx.Timeout(connect=2.0, read=self.read_timeout, write=4.0, pool=1.0),
                         follow_redirects=False,
+                        verify=tls.context(),  # the container's one TLS context (the Nylas client's too)
                     )
         return self._client
 

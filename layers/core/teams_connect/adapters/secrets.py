@@ -108,7 +108,7 @@ def get_json_secret(
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class NylasCredentials:
     client_id: str
     api_key: str = field(default="", repr=False)  # v3

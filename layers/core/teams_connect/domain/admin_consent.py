@@ -56,7 +56,7 @@ CALLBACK_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CreatedConsent:
     consent_id: str
     consent_url: str
@@ -70,13 +70,13 @@ class CreatedConsent:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ConsentStart:
     location: str = field(repr=False)
     cookie: BindingCookie
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ConsentOutcome:
     """How the callback ended: `tenant_id` on success, else `error` (with its `return_to`)."""
 

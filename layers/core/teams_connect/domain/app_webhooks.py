@@ -55,7 +55,7 @@ class Queues(Protocol):
     def dead_letter(self, body: str, attributes: Mapping[str, str], dedupe_id: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AppWebhookSettings:
     url: str
     secret_arn: str
@@ -109,7 +109,7 @@ def _check_url(url: str) -> None:
     raise ConfigError("APP_WEBHOOK_URL must use https (http only for 127.0.0.1, localhost, [::1])")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Message:
     """The parts of a Lambda SQS record the delivery reads."""
 

@@ -79,7 +79,7 @@ def iso_utc(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CreatedSession:
     session_id: str
     connect_url: str
@@ -93,7 +93,7 @@ class CreatedSession:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class BindingCookie:
     name: str
     value: str = field(repr=False)
@@ -101,13 +101,13 @@ class BindingCookie:
     secure: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StartOutcome:
     location: str = field(repr=False)
     cookie: BindingCookie
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CallbackOutcome:
     """How the callback ended. `error` is None on success; `return_to` is the stored value."""
 

@@ -43,7 +43,7 @@ def next_attempt(now: int, attempts: int) -> int:
     return now + (BACKOFF[attempts] if attempts < len(BACKOFF) else MAX_BACKOFF)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SweepReport:
     revoked: int = 0
     kept: int = 0  # held again by someone (entry dropped), or claimed by another attempt: nothing revoked

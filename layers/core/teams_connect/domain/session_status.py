@@ -33,7 +33,7 @@ CONNECTED, ERROR = "connected", "error"
 CONSUMED_GRACE_SECONDS = 60
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FlowStatus:
     status: str  # pending | connected | error
     error: str | None = None

@@ -68,7 +68,7 @@ _STATUS_BY_TRIGGER = {
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HttpAnswer:
     status: int
     body: str
@@ -98,7 +98,7 @@ class Rejected(Exception):
         self.answer = answer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Notification:
     id: str
     type: str

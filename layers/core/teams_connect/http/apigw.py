@@ -44,7 +44,7 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 snapstart.register_hooks()  # SnapStart: after-restore hooks must be registered at init
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Request:
     """The parts of an HTTP API 2.0 event a handler reads. `path_params` are as matched in `rawPath`
     (still percent-encoded: decode with `web.path_param`)."""

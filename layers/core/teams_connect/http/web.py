@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from teams_connect.errors import (
+    API_HEADERS,
     ConnectError,
     InvalidRequest,
     NotFound,
@@ -39,7 +40,6 @@ HTML_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
 }
-API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 #: Sent on browser responses when the service is served over https (PUBLIC_BASE_URL): one year, the
 #: service's own host and its subdomains; not preloaded (a decision for the domain's owner).
 HSTS = "max-age=31536000; includeSubDomains"
@@ -66,7 +66,7 @@ def _transport_headers() -> dict[str, str]:
     return {}
 
 
-@dataclass(slots=True)
+@dataclass
 class Response:
     """One HTTP answer, as a Lambda result for the HTTP API (payload 2.0): `to_result()`.
     (The field names are Powertools' `event_handler.Response`, whose import cost the handlers avoid.)"""

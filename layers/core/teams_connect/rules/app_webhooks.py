@@ -54,7 +54,7 @@ class MalformedEvent(ValueError):
     """The queued message is not an EventBridge event this delivery knows (kept as a dead letter)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AppWebhook:
     """One webhook: its id and the exact body bytes every attempt sends."""
 
@@ -86,7 +86,7 @@ def webhook_for(envelope_json: str) -> AppWebhook:
 # --------------------------------------------------------------------------- keys and signatures
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SigningKeys:
     """The secret(s) that sign now: the current one, and the previous one during an overlap."""
 
@@ -142,7 +142,7 @@ def headers_for(keys: SigningKeys, webhook: AppWebhook, now: float) -> dict[str,
 # --------------------------------------------------------------------------- outcomes and retries
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Attempt:
     """What one POST gave: a status (with its Retry-After header), or a transport error's name."""
 
@@ -182,7 +182,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RetryPolicy:
     """Backoff per attempt, the budget, and the local clock compression (`scale`: 1 in AWS; locally
     e.g. 1440, so 24 h pass in a minute). Durations are policy seconds; `delay_for` answers real

@@ -82,7 +82,7 @@ def status_for(base: str, granted: Iterable[str], required: Iterable[str]) -> tu
 # --------------------------------------------------------------------------- stream → event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GrantEvent:
     """One EventBridge entry: `detail_type` and the contract's detail."""
 

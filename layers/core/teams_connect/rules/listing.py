@@ -24,7 +24,7 @@ MAX_CURSOR_LENGTH = 2048
 _PARAMETERS = frozenset({"status", "email", "limit", "cursor"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ListQuery:
     status: str | None = None
     email: str | None = None  # lower-cased

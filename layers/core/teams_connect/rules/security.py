@@ -9,7 +9,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 from teams_connect.config import AllowedReturnUrl, is_loopback_host
 from teams_connect.errors import InvalidRequest, ReturnToNotAllowed, SessionInvalid, Unauthorized
@@ -27,8 +27,6 @@ ACCOUNT_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,256}\Z")
 VERIFIER_LENGTH = 64
 COOKIE_PREFIX_SECURE = "__Host-tc_"
 COOKIE_PREFIX_LOCAL = "tc_"
-MAX_QUERY_LENGTH = 4096
-MAX_QUERY_FIELDS = 20
 MAX_RETURN_TO_LENGTH = 2048
 _HOST_RE = re.compile(
     r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
@@ -181,34 +179,6 @@ def with_status(return_to: str, status_query: Mapping[str, str]) -> str:
     extra = urlencode(list(status_query.items()))
     query = f"{parts.query}&{extra}" if parts.query else extra
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, parts.fragment))
-
-
-# --- query strings ------------------------------------------------------------------------------
-def parse_query(raw: str | None, error: type[Exception] = InvalidRequest) -> dict[str, str]:
-    """Strictly parse a raw query string: valid UTF-8 percent-encoding, at most 20 fields,
-    every parameter at most once (API Gateway would join duplicates with commas)."""
-    raw = raw or ""
-    if len(raw) > MAX_QUERY_LENGTH:
-        raise error()
-    if not raw:
-        return {}
-    try:
-        pairs = parse_qsl(
-            raw,
-            keep_blank_values=True,
-            strict_parsing=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_QUERY_FIELDS,
-        )
-    except (ValueError, UnicodeDecodeError):
-        raise error() from None
-    result: dict[str, str] = {}
-    for key, value in pairs:
-        if key in result:
-            raise error()
-        result[key] = value
-    return result
 
 
 # --- backend API authentication ---------------------------------------------------------------------

@@ -57,7 +57,7 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ConnectFailed:
     event_id: str
     user_id: str
@@ -76,7 +76,7 @@ class ConnectFailed:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TenantAdminConsented:
     event_id: str
     tenant_id: str

@@ -28,6 +28,7 @@ import pybreaker
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
+from teams_connect.adapters import tls
 from teams_connect.errors import ConnectError, GrantInvalid, ServerError, UpstreamUnavailable
 from teams_connect.observability import logger, trace_httpx
 
@@ -117,7 +118,7 @@ def new_breaker(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class NylasResponse:
     status: int
     body: Any
@@ -192,6 +193,7 @@ class NylasHttp:
             base_url=base_url,
             timeout=TIMEOUT,
             transport=transport,
+            verify=tls.context(),  # the container's one TLS context, shared with its other clients
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "teams-connect/1"},
         )

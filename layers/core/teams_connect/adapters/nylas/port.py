@@ -12,7 +12,7 @@ from typing import Protocol
 PROVIDER = "microsoft"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class BeginRequest:
     """Everything an adapter needs to send the browser to Nylas."""
 
@@ -23,7 +23,7 @@ class BeginRequest:
     account_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CallbackInput:
     """The callback query after the adapter's syntax checks (no I/O was done to build it).
 
@@ -37,7 +37,7 @@ class CallbackInput:
     grant_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PendingFlow:
     """What the consumed session tells the adapter."""
 
@@ -49,7 +49,7 @@ class PendingFlow:
     login_hint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class VerifiedGrant:
     """A grant as Nylas reports it over the back channel (never as the browser claims)."""
 

@@ -34,7 +34,7 @@ from teams_connect.rules.metadata import to_attribute as metadata_attribute
 LIST_KEY = "grant"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GrantRecord:
     user_id: str
     grant_id: str

@@ -23,7 +23,7 @@ from teams_connect.errors import UpstreamUnavailable
 NOTIFICATION_RETENTION_SECONDS = 7 * 86400
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Change:
     """What a notification does to a record."""
 

@@ -20,7 +20,7 @@ OUTBOX_KEY = "revoke"
 REVOKE_LEASE_SECONDS = 120
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DueRevocation:
     grant_id: str
     attempts: int

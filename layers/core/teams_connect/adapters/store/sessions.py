@@ -39,7 +39,7 @@ class AlreadyCompleted(Exception):
         self.session = session
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SessionRecord:
     session_id: str
     status: str
@@ -133,7 +133,7 @@ def _verified_from_item(item: dict[str, Any]) -> VerifiedGrant | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StartData:
     """What `start` fixes on the session (compared again at the callback: mix-up defence)."""
 

@@ -33,7 +33,7 @@ def _same(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and hmac.compare_digest(a, b)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ConsentRecord:
     consent_id: str
     status: str
@@ -74,7 +74,7 @@ class ConsentRecord:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TenantRecord:
     tenant_id: str
     admin_consented_at: int
