@@ -70,7 +70,7 @@ CHAOS_SEED ?= random
 CHAOS_STEPS ?= 30
 chaos: $(STAMP)
 	rm -f test-results/figures-chaos.json
-	CHAOS_SEED=$(CHAOS_SEED) CHAOS_LOST_EXCHANGE=1 CHAOS_SEQUENCES=$(CHAOS_SEQUENCES) CHAOS_STEPS=$(CHAOS_STEPS) CHAOS_SHRINK_SECONDS=300 $(PY) -m pytest tests/chaos -s
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_SEQUENCES=$(CHAOS_SEQUENCES) CHAOS_STEPS=$(CHAOS_STEPS) CHAOS_SHRINK_SECONDS=300 $(PY) -m pytest tests/chaos -s
 
 # Function and layer packages exactly as deployed (.build/), with checked-hash bytecode.
 build: $(STAMP)

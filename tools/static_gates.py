@@ -645,6 +645,8 @@ LEAST_PRIVILEGE: dict[str, frozenset[tuple[str, str]]] = {
             ("dynamodb:GetItem", "GrantsTable"),
             ("dynamodb:DeleteItem", "GrantsTable"),
             ("dynamodb:UpdateItem", "GrantsTable"),
+            # a lost code exchange: the unheld grants of its window become REVOKE# entries
+            ("dynamodb:PutItem", "GrantsTable"),
             # the revoke claim's transaction (security review 3, G7): no GRANT# guard + REVOKE# lease
             ("dynamodb:ConditionCheckItem", "GrantsTable"),
             ("secretsmanager:GetSecretValue", "NylasSecretArn"),

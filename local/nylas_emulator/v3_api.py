@@ -103,7 +103,7 @@ async def list_grants(request: Request) -> Response:
             and (provider is None or g.provider == provider)
             and (status is None or g.grant_status == status)
             and (since is None or g.created_at >= since)
-            and (before is None or g.created_at < before)
+            and (before is None or g.created_at <= before)  # OpenAPI: "less than or equal to"
         ]
         grants.sort(key=lambda g: (getattr(g, sort_by), g.id), reverse=order_by == "desc")
         data = [g.to_v3() for g in grants[offset : offset + limit]]

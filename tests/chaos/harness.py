@@ -143,6 +143,7 @@ class Observation:
     guards: dict[str, str]  # grant id -> owner (GRANT# guards naming an owner)
     mailboxes: dict[str, str]  # MAILBOX# key -> owner
     outbox: set[str]  # grant ids in the REVOKE# outbox
+    lost: list[tuple[int, int]] = field(default_factory=list)  # LOST# entries' windows [since, before]
 
 
 class Harness:
@@ -408,7 +409,14 @@ class Harness:
         mine_users = set(users)
         state = self.emulator.get("/_emulator/state").json()["state"]
         nylas = [
-            NylasGrant(g["id"], g["email"], g["grant_status"], tuple(g["scope"]), bool(g["verified"]))
+            NylasGrant(
+                g["id"],
+                g["email"],
+                g["grant_status"],
+                tuple(g["scope"]),
+                bool(g["verified"]),
+                int(g["created_at"]),
+            )
             for g in state["grants"]
             if g["email"].lower() in mine_emails
         ]
@@ -416,6 +424,7 @@ class Harness:
         guards: dict[str, str] = {}
         mailboxes: dict[str, str] = {}
         outbox: set[str] = set()
+        lost: list[tuple[int, int]] = []
         for item in _scan(self.dynamodb, "GrantsTable"):
             pk = item["pk"]["S"]
             if pk.startswith("USER#") and pk[5:] in mine_users:
@@ -434,7 +443,10 @@ class Harness:
                 mailboxes[pk] = item["owner"]["S"]
             elif pk.startswith("REVOKE#"):
                 outbox.add(pk[7:])
-        return Observation(nylas, records, guards, mailboxes, outbox)
+            elif pk.startswith("LOST#"):  # LOST#<since>-<before>-<flow>: a lost code exchange
+                since, before, _ = pk[5:].split("-", 2)
+                lost.append((int(since), int(before)))
+        return Observation(nylas, records, guards, mailboxes, outbox, lost)
 
     def stream(self, users: Iterable[str]) -> list[dict[str, Any]]:
         """Every change of these users' USER# records, in order (the grants table's stream)."""

@@ -33,7 +33,8 @@ class NylasGrant:
     email: str
     status: str  # valid | invalid
     scopes: tuple[str, ...]
-    verified: bool  # its code was exchanged: the service has seen it
+    verified: bool  # its code was exchanged: the service has seen it, or may have (a lost answer)
+    created_at: int = 0  # Nylas's created_at (epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,16 @@ def check_grants(
     outbox_before_sweep: set[str],
     nylas_after_sweep: Iterable[NylasGrant],
     records: Iterable[Record],
+    lost_before_sweep: Iterable[tuple[int, int]] = (),
 ) -> None:
     """(a) every grant alive at Nylas (that the service has seen) is held by exactly one record, or is
-    in the revoke outbox and gone after one sweep."""
+    in the revoke outbox (a REVOKE# entry, or created in the window of a lost exchange's LOST# entry)
+    and gone after one sweep."""
     holders: dict[str, list[str]] = {}
     for record in records:
         holders.setdefault(record.grant_id, []).append(record.user_id)
     after = {g.id for g in nylas_after_sweep}
+    windows = list(lost_before_sweep)
     for grant in nylas_before_sweep:
         if not grant.verified:
             continue  # consent given, code never exchanged: the service never learnt of it
@@ -109,9 +113,10 @@ def check_grants(
         if held:
             tally.check("a", grant.id in after, f"the held grant of {grant.email} was revoked by the sweep")
             continue
+        in_a_window = any(since <= grant.created_at <= before for since, before in windows)
         tally.check(
             "a",
-            grant.id in outbox_before_sweep,
+            grant.id in outbox_before_sweep or in_a_window,
             f"grant {grant.email} is alive at Nylas, held by no record, and not in the revoke outbox",
         )
         tally.check(

@@ -87,6 +87,20 @@ def test_a_grants_every_alive_grant_is_held_once_or_revoked_by_the_sweep() -> No
     check_grants(tally, [held], set(), [], [record("u1", "g1", "a")])
     assert tally.violations == ["(a) the held grant of a was revoked by the sweep"]
 
+    # a lost exchange: no REVOKE# entry names the grant, but a LOST# window holds its creation
+    lost = NylasGrant("g5", "e", "valid", FULL, verified=True, created_at=100)
+    tally = Tally()
+    check_grants(tally, [lost], set(), [], [], [(40, 100)])
+    assert tally.violations == []
+    tally = Tally()
+    check_grants(tally, [lost], set(), [lost], [], [(40, 100)])
+    assert tally.violations == ["(a) grant e is still alive at Nylas after one sweep"]
+    tally = Tally()
+    check_grants(tally, [lost], set(), [], [], [(101, 160)])
+    assert tally.violations == [
+        "(a) grant e is alive at Nylas, held by no record, and not in the revoke outbox"
+    ]
+
 
 def test_b_no_shared_grant_or_mailbox_and_the_guards_agree() -> None:
     tally = Tally()

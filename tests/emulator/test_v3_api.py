@@ -161,6 +161,30 @@ def test_list_grants_filters_and_pages(emu: Emu) -> None:
         assert_v3_error(emu.api.get("/v3/grants", params=params), 400)
 
 
+def test_list_grants_by_creation_window_is_inclusive_at_both_ends(emu: Emu) -> None:
+    """The OpenAPI: `since` is created_at >= since, `before` is created_at <= before (what the revoke
+    sweeper lists for a lost code exchange, with provider and asc paging)."""
+    emu.setup_v3()
+    ids = []
+    for i in range(3):
+        ids.append(emu.connect(f"window{i}@contoso.com")["grant_id"])
+        emu.anon.post("/_emulator/clock", json={"advance_seconds": 10})
+    created = {g["id"]: g["created_at"] for g in emu.api.get("/v3/grants").json()["data"]}
+    window = {
+        "since": created[ids[1]],
+        "before": created[ids[2]],
+        "provider": "microsoft",
+        "sort_by": "created_at",
+        "order_by": "asc",
+    }
+    found = emu.api.get("/v3/grants", params=window)
+    assert_matches("/v3/grants", "get", 200, found.json())
+    assert [g["id"] for g in found.json()["data"]] == ids[1:]
+    paged = emu.api.get("/v3/grants", params={**window, "limit": 1, "offset": 1}).json()["data"]
+    assert [g["id"] for g in paged] == [ids[2]]
+    assert emu.api.get("/v3/grants", params={**window, "before": created[ids[1]] - 1}).json()["data"] == []
+
+
 def test_patch_grant(emu: Emu) -> None:
     emu.setup_v3()
     grant_id = emu.connect("max@contoso.com")["grant_id"]

@@ -19,7 +19,7 @@ from tools.static_gates import LEAST_PRIVILEGE
 
 from teams_connect.adapters.store.listing import GrantListing
 from teams_connect.domain.listing import GrantLister
-from teams_connect.domain.revocations import Revoker
+from teams_connect.domain.revocations import Revoker, lost_exchange
 from teams_connect.domain.session_status import SessionStatus
 from teams_connect.errors import NotConnected
 
@@ -166,9 +166,17 @@ def test_every_function_is_granted_exactly_the_item_actions_its_code_performs(aw
     flow.nylas._http.breaker.close()  # type: ignore[attr-defined]
     h.clock.now += 10**6
     flow.grants.outbox.enqueue("g-9", due=int(h.clock.now), now=int(h.clock.now))
+    # a lost code exchange whose window holds an unheld grant (g-8) and a held one (g-3: user-3's)
+    lost = lost_exchange(
+        "ab" * 32, started_at=int(h.clock.now) - 4000, failed_at=int(h.clock.now) - 3000, flow_ttl=900
+    )
+    flow.grants.outbox.remember_lost(lost.key, due=lost.due, now=lost.since)
+    window = [{"id": g, "provider": "microsoft", "created_at": lost.since + 60} for g in ("g-3", "g-8")]
     with respx.mock(assert_all_called=False) as router, recorder.recording() as used:
         router.delete(f"{V3_BASE}/v3/grants/g-9").mock(return_value=httpx.Response(200, json={}))
+        router.delete(f"{V3_BASE}/v3/grants/g-8").mock(return_value=httpx.Response(200, json={}))
         router.delete(f"{V3_BASE}/v3/grants/g-1").mock(return_value=httpx.Response(400))
+        router.get(f"{V3_BASE}/v3/grants").mock(return_value=httpx.Response(200, json={"data": window}))
         report = Revoker(flow.grants, flow.nylas, clock=h.clock).sweep()
-    assert (report.revoked, report.failed) == (1, 1)
+    assert (report.revoked, report.failed) == (2, 1)
     assert used == declared("RevokeSweeperFunction")

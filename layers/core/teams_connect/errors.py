@@ -115,6 +115,13 @@ class UpstreamUnavailable(ConnectError):
     default_message = "The service is temporarily unavailable. Please try again in a moment."
 
 
+class ExchangeUnanswered(UpstreamUnavailable):
+    """v3: the code exchange failed without an answer that says Nylas did nothing (a read timeout, a
+    dropped connection, a 5xx): Nylas may have completed it, so a grant may exist whose id was never
+    learnt. Answered as `upstream_unavailable`; the callback records a lost-exchange outbox entry so
+    the sweeper revokes such a grant once the flow can no longer complete (docs/security.md)."""
+
+
 class ServerError(ConnectError):
     code = "server_error"
     status = 500

@@ -7,7 +7,8 @@ DynamoDB / Nylas calls per use case:
 - complete: 1 conditional UpdateItem (consume) + 1 Nylas call + 1 TransactWriteItems that keeps the
   verified grant on the session (and a deferred REVOKE# entry) + 1 TransactWriteItems that stores
   the grant and marks the session completed (failure paths add one best-effort session write; a
-  mailbox switch adds the old grant's revoke: 1 GetItem + 1 Nylas call + 1 DeleteItem).
+  mailbox switch adds the old grant's revoke: 1 GetItem + 1 Nylas call + 1 DeleteItem; a v3 exchange
+  that may have completed at Nylas without an answer adds 1 PutItem, its LOST# outbox entry).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from teams_connect.adapters.nylas.port import (
 )
 from teams_connect.adapters.secrets import SecretsProvider, secrets_client
 from teams_connect.config import Settings
-from teams_connect.domain.revocations import ABANDONED_GRACE_SECONDS, Revoker
+from teams_connect.domain.revocations import ABANDONED_GRACE_SECONDS, Revoker, lost_exchange
 from teams_connect.errors import (
     BROWSER_CODES,
     AccessDenied,
@@ -40,6 +41,7 @@ from teams_connect.errors import (
     Conflict,
     ConnectError,
     EmailMismatch,
+    ExchangeUnanswered,
     GrantInvalid,
     InvalidRequest,
     NotConnected,
@@ -474,10 +476,30 @@ class ConnectFlow:
                     logger.warning("grant not bound to this flow and not this user's")
                     raise refusal
         except (UpstreamUnavailable, ServerError) as exc:
+            if isinstance(exc, ExchangeUnanswered):
+                self._remember_lost_exchange(session)
             raise end(exc, retryable=True) from None
         except ConnectError as exc:
             raise end(exc, retryable=False) from None
         return grant
+
+    def _remember_lost_exchange(self, session: SessionRecord) -> None:
+        """The exchange may have made a grant at Nylas whose id no answer named: a LOST# outbox entry
+        has the sweeper revoke the grants of its window that nobody holds, once this flow (and any
+        other of that window) can no longer complete. Best effort: the browser's answer never waits
+        on it (a failure is logged, and the grant then stays until revoked by hand)."""
+        lost = lost_exchange(
+            session.state_hash or security.sha256_hex(session.session_id),
+            started_at=session.started_at or session.created_at,
+            failed_at=self.now(),
+            flow_ttl=self.settings.flow_ttl_seconds,
+        )
+        try:
+            self.grants.outbox.remember_lost(lost.key, due=lost.due, now=self.now())
+        except ConnectError as exc:
+            logger.error("could not record a lost code exchange", extra={"error_code": exc.code})
+            return
+        logger.warning("lost code exchange recorded: its window is swept later", extra={"due": lost.due})
 
     def _unbound_refusal(self, user_id: str, grant: VerifiedGrant) -> ConnectError | None:
         """A grant Nylas did not make for THIS flow (beta: another `state`) is accepted only when this

@@ -13,6 +13,15 @@ simply dropped. The check and the revoke are one claim (security review 3, G7): 
 that no guard exists and leases the REVOKE# entry, and a re-link (`save`) cannot cancel a leased entry,
 so a grant re-linked while its DELETE is in flight is not kept as if it were live.
 
+A v3 code exchange that may have completed at Nylas without an answer (a read timeout, a dropped
+connection, a 5xx) leaves a grant whose id was never learnt. The callback then records a LOST# entry
+with the window in which that grant was created (from the flow's start to the failure, `LOST_MARGIN_SECONDS`
+either side for clock skew), due once every flow that may still keep a grant of that window has ended
+(`lost_exchange`). The sweeper then lists the application's Microsoft grants created in the window and
+enqueues and revokes every one that no GRANT# guard names, through the same claim; a grant someone
+holds (the user retried and connected: Nylas keeps a re-authenticated grant's id and created_at) is
+kept. This relies on the deployment owning its Nylas application (docs/security.md).
+
 A secret the sweeper cannot read (e.g. no `kms:Decrypt` on a customer-managed key: security review 3,
 G1) fails the sweep (`SweepReport.secret_unreadable`: the function then fails its invocation, which
 the Lambda `Errors` alarm sees); every failed attempt counts in `RevokeFailed`.
@@ -25,10 +34,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from teams_connect.adapters.nylas.port import NylasPort
+from teams_connect.adapters.nylas.port import GrantsCreated, NylasPort
 from teams_connect.adapters.secrets import SecretInvalid, SecretUnavailable
 from teams_connect.adapters.store.grants import GrantStore
-from teams_connect.errors import ConnectError
+from teams_connect.adapters.store.outbox import DueLostExchange, lost_key
+from teams_connect.errors import ConnectError, ServerError
 from teams_connect.observability import logger
 from teams_connect.rules.security import hash_prefix
 
@@ -37,10 +47,32 @@ BACKOFF = (60, 300, 900, 3600)
 MAX_BACKOFF = 6 * 3600
 #: A verified grant whose flow never completes is revoked this long after the flow expired.
 ABANDONED_GRACE_SECONDS = 300
+#: A lost exchange's window is widened by this much either side (our clock against Nylas's).
+LOST_MARGIN_SECONDS = 60
 
 
 def next_attempt(now: int, attempts: int) -> int:
     return now + (BACKOFF[attempts] if attempts < len(BACKOFF) else MAX_BACKOFF)
+
+
+@dataclass(frozen=True)
+class LostExchange:
+    key: str
+    since: int
+    before: int
+    due: int
+
+
+def lost_exchange(flow: str, *, started_at: int, failed_at: int, flow_ttl: int) -> LostExchange:
+    """The LOST# entry of an exchange that failed at `failed_at` in a flow started at `started_at`.
+    Its grant was created at consent, after the start and before the failure: the window is
+    [started_at - margin, failed_at + margin]. Due when every flow that may keep a grant created in
+    that window has expired (each started before the window's end, so by `before + flow_ttl`), plus the
+    grace of an abandoned flow's deferred revoke."""
+    since = max(0, started_at - LOST_MARGIN_SECONDS)
+    before = failed_at + LOST_MARGIN_SECONDS
+    due = before + flow_ttl + ABANDONED_GRACE_SECONDS
+    return LostExchange(lost_key(flow, since=since, before=before), since, before, due)
 
 
 @dataclass(frozen=True)
@@ -102,22 +134,54 @@ class Revoker:
 
     def sweep(self, *, limit: int = 50, deadline: float | None = None) -> SweepReport:
         now = int(self._clock())
-        entries = self.grants.outbox.due(now, limit=limit)
-        oldest = max((now - entry.due_at for entry in entries), default=0)
+        entries, lost = self.grants.outbox.due_entries(now, limit=limit)
+        oldest = max(
+            (now - due_at for due_at in [*(e.due_at for e in entries), *(x.due_at for x in lost)]), default=0
+        )
         counts = {"revoked": 0, "kept": 0, "failed": 0}
-        for entry in entries:
-            if deadline is not None and time.monotonic() > deadline:
-                break
-            try:
+        try:
+            for entry in entries:
+                if deadline is not None and time.monotonic() > deadline:
+                    break
                 counts[self.revoke(entry.grant_id, attempts=entry.attempts, deadline=deadline)] += 1
-            except (SecretUnavailable, SecretInvalid):
-                logger.error("the Nylas secret cannot be read: sweep stopped", extra={"due": len(entries)})
-                counts["failed"] += 1
-                return SweepReport(
-                    counts["revoked"],
-                    counts["kept"],
-                    counts["failed"],
-                    max(0, oldest),
-                    secret_unreadable=True,
-                )
+            for exchange in lost:
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                for outcome in self.settle_lost(exchange, deadline=deadline):
+                    counts[outcome] += 1
+        except (SecretUnavailable, SecretInvalid):
+            logger.error(
+                "the Nylas secret cannot be read: sweep stopped", extra={"due": len(entries) + len(lost)}
+            )
+            counts["failed"] += 1
+            return SweepReport(
+                counts["revoked"], counts["kept"], counts["failed"], max(0, oldest), secret_unreadable=True
+            )
         return SweepReport(counts["revoked"], counts["kept"], counts["failed"], max(0, oldest))
+
+    def settle_lost(self, exchange: DueLostExchange, *, deadline: float | None = None) -> list[str]:
+        """A due lost exchange: every grant of its window that no GRANT# guard names is enqueued (due
+        now), the entry goes, and each is revoked at once (the REVOKE# entries retry what fails). →
+        the outcome of each revoke; ["failed"] when Nylas could not list the window (postponed)."""
+        now = int(self._clock())
+        try:
+            orphans = self._unheld_in(exchange, deadline)
+            for grant_id in orphans:
+                self.grants.outbox.enqueue(grant_id, due=now, now=now)
+            self.grants.outbox.forget_lost(exchange.key)
+        except ConnectError as exc:
+            logger.warning("lost exchange not settled: retried later", extra={"error_code": exc.code})
+            with contextlib.suppress(ConnectError):
+                self.grants.outbox.postpone_lost(exchange.key, due=next_attempt(now, exchange.attempts))
+            if isinstance(exc, SecretUnavailable | SecretInvalid):
+                raise
+            return ["failed"]
+        logger.info("lost exchange settled", extra={"unheld": len(orphans)})
+        return [self.revoke(grant_id, deadline=deadline) for grant_id in orphans]
+
+    def _unheld_in(self, exchange: DueLostExchange, deadline: float | None) -> list[str]:
+        if not isinstance(self.nylas, GrantsCreated):
+            logger.error("this Nylas flavour cannot list grants: a lost exchange waits")
+            raise ServerError()
+        created = self.nylas.grants_created(exchange.since, exchange.before, deadline=deadline)
+        return [grant_id for grant_id in created if self.grants.owner(grant_id) is None]

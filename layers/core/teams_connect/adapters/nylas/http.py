@@ -41,6 +41,11 @@ BREAKER_FAIL_MAX = 5
 BREAKER_RESET_SECONDS = 30
 _MIN_ATTEMPT_SECONDS = 0.2
 _random = secrets.SystemRandom()
+#: Failures without an answer that prove the request never left (no connection, no pooled connection,
+#: no time left for an attempt, the circuit open): Nylas did nothing. Any other one may have reached it.
+NOT_SENT_TYPES = frozenset(
+    {"ConnectError", "ConnectTimeout", "PoolTimeout", "deadline_exceeded", "circuit_open"}
+)
 
 
 class NylasError(Exception):
@@ -77,6 +82,15 @@ class NylasError(Exception):
     @property
     def transient(self) -> bool:
         return self.status is None or self.status in RETRY_STATUSES
+
+    @property
+    def may_have_been_done(self) -> bool:
+        """The call may have done its work at Nylas although no answer says so: no answer after the
+        request left (a read or write timeout, a dropped connection), or a 5xx. A 4xx (429 included)
+        is Nylas refusing the call; a connect failure, a deadline or an open circuit never sent it."""
+        if self.status is None:
+            return self.error_type not in NOT_SENT_TYPES
+        return self.status >= 500
 
 
 class _Retryable(Exception):

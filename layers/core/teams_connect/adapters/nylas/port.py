@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 PROVIDER = "microsoft"
 
@@ -91,4 +91,14 @@ class NylasPort(Protocol):
 
     def revoke(self, grant_id: str, *, deadline: float | None = None) -> None:
         """Revoke the grant at Nylas; an already missing grant is fine."""
+        ...
+
+
+@runtime_checkable
+class GrantsCreated(Protocol):
+    """A flavour that can list the grants created in a time window (v3: `GET /v3/grants`). The
+    sweeper uses it for a lost code exchange, whose grant id was never learnt."""
+
+    def grants_created(self, since: int, before: int, *, deadline: float | None = None) -> list[str]:
+        """Ids of this application's Microsoft grants whose `created_at` is in [since, before]."""
         ...

@@ -1,4 +1,5 @@
-"""Nylas v3 adapter: auth URL built locally (0 calls), code exchange (1 call), grant revoke."""
+"""Nylas v3 adapter: auth URL built locally (0 calls), code exchange (1 call), grant revoke, and the
+listing of the grants created in a time window (the sweeper, for a lost exchange)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from teams_connect.errors import (
     AccessDenied,
     AccountNotSupported,
     ConnectError,
+    ExchangeUnanswered,
     GrantInvalid,
     ServerError,
     SessionInvalid,
@@ -39,6 +41,9 @@ _TRANSIENT = frozenset({"temporarily_unavailable", "server_error"})
 # Microsoft's refusal of a personal account by an app for work or school accounts only
 # (AzureTenant=organizations): "AADSTS500200: User account '…' is a personal Microsoft account. …"
 _PERSONAL_ACCOUNT_REFUSED = "AADSTS500200"
+#: `GET /v3/grants` paging (the SDKs' maximum page) and how many pages one lost exchange may list.
+GRANT_LIST_PAGE = 200
+GRANT_LIST_MAX_PAGES = 25
 
 
 def callback_error_code(error: str, description: str = "") -> str:
@@ -249,6 +254,47 @@ class V3Adapter:
                 raise error from None
             logger.info("grant already gone at Nylas")
 
+    def grants_created(self, since: int, before: int, *, deadline: float | None = None) -> list[str]:
+        """The ids of this application's Microsoft grants created in [since, before] (epoch seconds):
+        `GET /v3/grants` with `since`, `before` and `provider`, oldest first, paged by `limit`/`offset`
+        until a short page. A failure raises (transient: `upstream_unavailable`)."""
+        from teams_connect.adapters.nylas.http import NylasError, api_error
+
+        found: list[str] = []
+        for page in range(GRANT_LIST_MAX_PAGES):
+            query = urlencode(
+                {
+                    "provider": PROVIDER,
+                    "since": since,
+                    "before": before,
+                    "sort_by": "created_at",
+                    "order_by": "asc",
+                    "limit": GRANT_LIST_PAGE,
+                    "offset": page * GRANT_LIST_PAGE,
+                }
+            )
+            try:
+                body = self._http.request_rereading_credentials(
+                    "GET",
+                    f"/v3/grants?{query}",
+                    route="v3.grants.list",
+                    headers_for=self._bearer,
+                    deadline=deadline,
+                ).body
+            except NylasError as exc:
+                raise api_error(exc) from None
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                logger.error("grant list answer without a data list")
+                raise ServerError()
+            found += [grant_id for grant_id in map(_created_in(since, before), data) if grant_id]
+            if len(data) < GRANT_LIST_PAGE:
+                return list(dict.fromkeys(found))
+        logger.error(
+            "more grants in the window than the sweep lists: retried later", extra={"pages": page + 1}
+        )
+        raise UpstreamUnavailable()
+
     def _bearer(self, force: bool) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._secrets.nylas(force_fetch=force).api_key}"}
 
@@ -282,7 +328,28 @@ def _grant_from_token(data: dict[str, Any]) -> VerifiedGrant | None:
     return VerifiedGrant(grant_id=grant_id, email=email, provider=provider, scopes=scopes)
 
 
+def _created_in(since: int, before: int) -> Callable[[Any], str | None]:
+    """The id of a listed grant if it is a Microsoft grant created in [since, before], else None: the
+    filters are applied again here, so a Nylas that ignored one never widens what is revoked."""
+
+    def grant_id(grant: Any) -> str | None:
+        if not isinstance(grant, dict) or grant.get("provider") != PROVIDER:
+            return None
+        found, created = grant.get("id"), grant.get("created_at")
+        if not isinstance(found, str) or not GRANT_ID_RE.match(found):
+            return None
+        if not isinstance(created, int) or isinstance(created, bool) or not since <= created <= before:
+            return None
+        return found
+
+    return grant_id
+
+
 def _exchange_error(exc: NylasError) -> ConnectError:
+    if exc.may_have_been_done:
+        # The code may have been redeemed: a grant may exist at Nylas that no answer named.
+        logger.warning("the code exchange may have reached Nylas without an answer")
+        return ExchangeUnanswered()
     if exc.transient:
         return UpstreamUnavailable()
     if exc.status == 401:
