@@ -1444,7 +1444,8 @@ def markdown(results: dict[str, Any]) -> str:
         "warm times of the transaction users (connect_callback, nylas_webhooks, delete_grant) still "
         "grow within their series; their overhead does not.",
         "",
-        "Reproduce: `make bench` (builds first; 6-10 minutes depending on machine load).",
+        "Reproduce: `make bench` (builds first; about 30 minutes on 2 cores: the warm phase slows as "
+        "moto's tables grow, since moto copies every table a transaction touches).",
     ]
     return "\n".join(lines) + "\n"
 
