@@ -97,11 +97,22 @@ def declared_routes(app_py: Path) -> set[str]:
 
 def resolver_routes(app_py: Path) -> set[str]:
     """The routes a handler module registers, as `METHOD /path/{param}`: `@apigw.api_route("GET",
-    "/path/{param}")` / `@apigw.browser_route(...)` (the lean handlers), or a resolver's
-    `@app.<method>("/path/<param>")`."""
+    "/path/{param}")` / `@apigw.browser_route(...)` (the lean handlers), a static script's
+    `assets.script_route("/path", ...)` (GET), or a resolver's `@app.<method>("/path/<param>")`."""
     tree = ast.parse(app_py.read_text(encoding="utf-8"))
     routes: set[str] = set()
     for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "assets"
+            and node.func.attr == "script_route"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            routes.add(f"GET {node.args[0].value}")
         if not isinstance(node, ast.FunctionDef):
             continue
         for decorator in node.decorator_list:
