@@ -103,7 +103,6 @@ class GrantItems:
     guards: dict[str, dict[str, Any]]  # grant_id -> GRANT# item
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # grant_id -> REVOKE# item
     mailboxes: dict[str, dict[str, Any]] = field(default_factory=dict)  # MAILBOX# key -> item
-    lost: dict[str, dict[str, Any]] = field(default_factory=dict)  # LOST# key -> item
 
     def mailboxes_of(self, user_id: str) -> list[str]:
         """The MAILBOX# keys whose guard names the user."""
@@ -131,7 +130,6 @@ def grant_items(client: Any) -> GrantItems:
     guards: dict[str, dict[str, Any]] = {}
     outbox: dict[str, dict[str, Any]] = {}
     mailboxes: dict[str, dict[str, Any]] = {}
-    lost: dict[str, dict[str, Any]] = {}
     for item in scan_all(client, GRANTS_TABLE):
         pk = item["pk"]["S"]
         if pk.startswith("USER#"):
@@ -143,11 +141,11 @@ def grant_items(client: Any) -> GrantItems:
             guards[pk[6:]] = item
         elif pk.startswith("MAILBOX#"):
             mailboxes[pk] = item
-        elif pk.startswith("LOST#"):  # a lost code exchange's window, settled by the sweeper
-            lost[pk] = item
+        elif pk.startswith("LOST#"):  # a lost code exchange's window (the sweeper's): no grant data
+            continue
         else:  # the webhook's dedupe markers hold no grant data
             assert pk.startswith("NOTIFICATION#"), pk
-    return GrantItems(users, guards, outbox, mailboxes, lost)
+    return GrantItems(users, guards, outbox, mailboxes)
 
 
 def assert_one_consistent_grant(client: Any, user_id: str, email: str) -> str:

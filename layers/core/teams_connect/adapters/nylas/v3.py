@@ -258,8 +258,6 @@ class V3Adapter:
         """The ids of this application's Microsoft grants created in [since, before] (epoch seconds):
         `GET /v3/grants` with `since`, `before` and `provider`, oldest first, paged by `limit`/`offset`
         until a short page. A failure raises (transient: `upstream_unavailable`)."""
-        from teams_connect.adapters.nylas.http import NylasError, api_error
-
         found: list[str] = []
         for page in range(GRANT_LIST_MAX_PAGES):
             query = urlencode(
@@ -273,16 +271,7 @@ class V3Adapter:
                     "offset": page * GRANT_LIST_PAGE,
                 }
             )
-            try:
-                body = self._http.request_rereading_credentials(
-                    "GET",
-                    f"/v3/grants?{query}",
-                    route="v3.grants.list",
-                    headers_for=self._bearer,
-                    deadline=deadline,
-                ).body
-            except NylasError as exc:
-                raise api_error(exc) from None
+            body = self._authorized("GET", f"/v3/grants?{query}", route="v3.grants.list", deadline=deadline)
             data = body.get("data") if isinstance(body, dict) else None
             if not isinstance(data, list):
                 logger.error("grant list answer without a data list")
@@ -302,12 +291,9 @@ class V3Adapter:
         """An idempotent call with the API key; on 401 re-read the secret once and retry once."""
         from teams_connect.adapters.nylas.http import NylasError, api_error
 
-        def bearer(force: bool) -> dict[str, str]:
-            return {"Authorization": f"Bearer {self._secrets.nylas(force_fetch=force).api_key}"}
-
         try:
             return self._http.request_rereading_credentials(
-                method, path, route=route, headers_for=bearer, deadline=deadline
+                method, path, route=route, headers_for=self._bearer, deadline=deadline
             ).body
         except NylasError as exc:
             raise api_error(exc) from None

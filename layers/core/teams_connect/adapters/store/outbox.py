@@ -115,15 +115,8 @@ class RevokeOutbox:
         grant of its window has ended."""
         if not _LOST_KEY_RE.match(key):
             raise ValueError("not a lost exchange key")
-        item = {
-            "pk": {"S": key},
-            "outbox": {"S": OUTBOX_KEY},
-            "due_at": {"N": str(due)},
-            "created_at": {"N": str(now)},
-            "attempts": {"N": "0"},
-        }
         try:
-            self.client.put_item(TableName=self.table, Item=item)
+            self.client.put_item(TableName=self.table, Item=_outbox_item(key, due=due, now=now))
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(exc) from None
 
@@ -208,9 +201,13 @@ class RevokeOutbox:
 
 
 def revoke_item(grant_id: str, *, due: int, now: int) -> dict[str, Any]:
+    return {**_outbox_item(REVOKE_PREFIX + grant_id, due=due, now=now), "grant_id": {"S": grant_id}}
+
+
+def _outbox_item(pk: str, *, due: int, now: int) -> dict[str, Any]:
+    """An entry of the `revoke-due` index (REVOKE# or LOST#), due at `due`, not yet attempted."""
     return {
-        "pk": {"S": REVOKE_PREFIX + grant_id},
-        "grant_id": {"S": grant_id},
+        "pk": {"S": pk},
         "outbox": {"S": OUTBOX_KEY},
         "due_at": {"N": str(due)},
         "created_at": {"N": str(now)},
