@@ -6,7 +6,9 @@ x86_64 layer from `make build`, a stand-in for the runtime's boto3/botocore) in 
 that changes what loads (Nylas flavour v3/beta, Tracing PassThrough/Active); the HTTP functions are
 then invoked once with an event for an unknown path, which runs the Logger / Metrics / Tracer
 decorators and the error page without any network call. Every module loaded from the layer (other
-than `teams_connect`, always compiled) is listed. Without `--write` it exits 1 when the list differs.
+than `teams_connect`, always compiled) is listed, and so is every module whose import was tried and
+failed after its source was read (an optional feature whose own dependency is absent). Without
+`--write` it exits 1 when the list differs.
 """
 
 from __future__ import annotations
@@ -61,7 +63,17 @@ ENV = {
 }
 PROBE = """
 import io, json, sys, contextlib
+import importlib.machinery
 layer = sys.argv[1]
+# Every module whose source is compiled, imports that fail included: a package that tries an optional
+# module (httpx's CLI, httpcore's HTTP/2 and SOCKS support) compiles it at each cold start before the
+# ImportError, and a failed import leaves no trace in sys.modules.
+compiled = set()
+_get_code = importlib.machinery.SourceFileLoader.get_code
+def get_code(self, fullname):
+    compiled.add((fullname, self.path))
+    return _get_code(self, fullname)
+importlib.machinery.SourceFileLoader.get_code = get_code
 sys.path[:0] = json.loads(sys.argv[2])
 import app
 class Context:
@@ -102,6 +114,7 @@ elif sys.argv[3] == "schedule":  # its first call queries DynamoDB: unreachable 
         except (ConnectError, BotoCoreError):
             pass
 files = {n: getattr(m, "__file__", None) or "" for n, m in list(sys.modules.items())}
+files.update(compiled)
 names = sorted(n for n, f in files.items() if f.startswith(layer) and f.endswith(".py"))  # not .so
 print("MODULES " + json.dumps(names))
 """

@@ -15,7 +15,11 @@ What it does, and why SAM's own Python builder is not used:
    ~30 MB of it; the project never ships boto3/botocore;
 3. prunes files no function loads (Powertools' Swagger UI assets, type stubs);
 4. copies the `teams_connect` package;
-5. compiles, with `compileall --invalidation-mode checked-hash` by Python 3.12 (the runtime's minor
+5. writes certifi's CA bundle again as an OpenSSL hashed directory (`certifi-capath/`, one PEM file a
+   certificate, named by its subject hash as `openssl rehash` names it): `teams_connect.adapters.tls`
+   hands that directory to OpenSSL, which reads a CA certificate only when a handshake needs it,
+   instead of parsing all ~120 of them at every cold start (≈ 45 ms with OpenSSL 3);
+6. compiles, with `compileall --invalidation-mode checked-hash` by Python 3.12 (the runtime's minor
    version), exactly the modules the functions import: all of `teams_connect` and the dependency
    modules listed in `bytecode_modules.txt` (what the handlers load at init and in their decorators,
    in every configuration; `python -m tools.bytecode_modules --write` regenerates it, and a test fails
@@ -29,7 +33,9 @@ Standard library only: it runs in SAM's scratch copy of this directory.
 from __future__ import annotations
 
 import argparse
+import base64
 import compileall
+import hashlib
 import os
 import py_compile
 import re
@@ -41,6 +47,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PACKAGE = "teams_connect"
 BYTECODE_MODULES = HERE / "bytecode_modules.txt"
+CA_DIRECTORY = "certifi-capath"  # beside the packages in python/; teams_connect.adapters.tls reads it
 RUNTIME_PYTHON = (3, 12)
 ARM64 = "manylinux2014_aarch64"
 X86_64 = "manylinux2014_x86_64"
@@ -181,6 +188,112 @@ def bytecode_modules(path: Path = BYTECODE_MODULES) -> frozenset[str]:
     return frozenset(line for line in lines if line)
 
 
+# --- certifi's bundle as an OpenSSL hashed directory ------------------------------------------------
+# OpenSSL looks a CA up in a `capath` directory by the hash of its subject name (X509_NAME_hash_ex):
+# the first four bytes, little-endian, of the SHA-1 of the name's canonical DER encoding, in which
+# every string value is UTF-8, trimmed, with inner runs of white space collapsed to one space and
+# ASCII letters lower-cased (crypto/x509/x_name.c: x509_name_canon, asn1_string_canon). Computed here
+# rather than by `openssl rehash` because SAM runs this script with Python alone; a test holds it
+# against `openssl x509 -subject_hash` for every certificate of the bundle.
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n(.+?)-----END CERTIFICATE-----", re.S)
+_SEQUENCE, _SET, _UTF8STRING = 0x30, 0x31, 0x0C
+# The string types OpenSSL canonicalises (ASN1_MASK_CANON), with how their bytes decode.
+_CANON_STRINGS = {
+    0x0C: "utf-8",  # UTF8String
+    0x13: "latin-1",  # PrintableString
+    0x14: "latin-1",  # T61String (OpenSSL reads it as one byte a character)
+    0x16: "latin-1",  # IA5String
+    0x1A: "latin-1",  # VisibleString
+    0x1C: "utf-32-be",  # UniversalString
+    0x1E: "utf-16-be",  # BMPString
+}
+_SPACE = b" \t\n\v\f\r"
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """The DER elements between `start` and `end`: (tag, element start, content start, element end)."""
+    items = []
+    while start < end:
+        tag, length, content = data[start], data[start + 1], start + 2
+        if length & 0x80:
+            size = length & 0x7F
+            length = int.from_bytes(data[content : content + size], "big")
+            content += size
+        items.append((tag, start, content, content + length))
+        start = content + length
+    return items
+
+
+def _encode(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    size = (n.bit_length() + 7) // 8
+    return bytes((tag, 0x80 | size)) + n.to_bytes(size, "big") + content
+
+
+def _canonical_value(tag: int, raw: bytes) -> bytes:
+    if tag not in _CANON_STRINGS:
+        return _encode(tag, raw)
+    text = raw.decode(_CANON_STRINGS[tag]).encode("utf-8").strip(_SPACE)
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in _SPACE:
+            out.append(0x20)
+            while i < len(text) and text[i] in _SPACE:
+                i += 1
+            continue
+        out.append(c + 32 if 0x41 <= c <= 0x5A else c)
+        i += 1
+    return _encode(_UTF8STRING, bytes(out))
+
+
+def subject_hash(der: bytes) -> str:
+    """What `openssl x509 -subject_hash` prints for the DER certificate `der` (8 hex digits)."""
+    ((_, _, cert, cert_end),) = _children(der, 0, len(der))
+    _, _, tbs, tbs_end = _children(der, cert, cert_end)[0]
+    fields = _children(der, tbs, tbs_end)
+    if fields[0][0] == 0xA0:  # [0] version
+        fields = fields[1:]
+    _, _, name, name_end = fields[4]  # serial, signature, issuer, validity, subject
+    canonical = b""
+    for _, _, rdn, rdn_end in _children(der, name, name_end):
+        entries = []
+        for _, _, ava, ava_end in _children(der, rdn, rdn_end):
+            (_, oid, _, oid_end), (tag, _, value, value_end) = _children(der, ava, ava_end)
+            entries.append(_encode(_SEQUENCE, der[oid:oid_end] + _canonical_value(tag, der[value:value_end])))
+        canonical += _encode(_SET, b"".join(sorted(entries)))  # DER sorts the members of a SET OF
+    digest = hashlib.sha1(canonical).digest()  # noqa: S324 - OpenSSL's name hash, not a security use
+    return f"{int.from_bytes(digest[:4], 'little'):08x}"
+
+
+def pem_certificates(bundle: bytes) -> list[bytes]:
+    """The DER certificates of a PEM bundle, in order."""
+    return [base64.b64decode(b"".join(body.split())) for body in _PEM.findall(bundle)]
+
+
+def write_ca_directory(bundle: Path, directory: Path) -> list[str]:
+    """`bundle`'s certificates as an OpenSSL hashed directory (`<hash>.<n>`, PEM); returns the names."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    names: list[str] = []
+    for der in pem_certificates(bundle.read_bytes()):
+        stem = subject_hash(der)
+        n = 0
+        while (directory / f"{stem}.{n}").exists():
+            n += 1
+        body = base64.encodebytes(der).decode("ascii").replace("\n", "")
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        pem = "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+        (directory / f"{stem}.{n}").write_text(pem, encoding="ascii")
+        names.append(f"{stem}.{n}")
+    if not names:
+        raise SystemExit(f"no certificate in {bundle}")
+    return names
+
+
 def build(artifacts_dir: Path, *, platform: str = ARM64, dependencies: Path | None = None) -> Path:
     """`artifacts_dir/python/` = dependencies + teams_connect, compiled. `dependencies` is an already
     installed (and stripped) tree to copy instead of running pip (the cache of `make build`)."""
@@ -194,6 +307,9 @@ def build(artifacts_dir: Path, *, platform: str = ARM64, dependencies: Path | No
         shutil.copytree(dependencies, python, dirs_exist_ok=True)
         (python / ".complete").unlink(missing_ok=True)
     copy_tree(HERE / PACKAGE, python / PACKAGE)
+    bundle = python / "certifi" / "cacert.pem"  # httpx's dependency: absent only without requirements
+    if bundle.exists():
+        write_ca_directory(bundle, python / CA_DIRECTORY)
     compile_tree(python, bytecode_modules())
     return artifacts_dir
 

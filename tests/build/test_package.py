@@ -81,6 +81,21 @@ def test_the_bytecode_list_is_what_the_functions_import(built: Path) -> None:
     assert bytecode_modules.traced_modules(layer) == bytecode_modules.listed()
 
 
+def test_the_layer_carries_certifis_bundle_as_a_hashed_directory(built: Path) -> None:
+    """teams_connect.adapters.tls reads python/certifi-capath: the layer's own certifi bundle, one
+    certificate a file, under the names OpenSSL looks up (tests/unit/test_ca_directory.py)."""
+    with zipfile.ZipFile(built / "core-layer.zip") as archive:
+        bundle = archive.read("python/certifi/cacert.pem")
+        prefix = f"python/{build_layer.CA_DIRECTORY}/"
+        files = {n.removeprefix(prefix): archive.read(n) for n in archive.namelist() if n.startswith(prefix)}
+    ders = build_layer.pem_certificates(bundle)
+    assert len(files) == len(ders) > 100
+    assert sorted(c for pem in files.values() for c in build_layer.pem_certificates(pem)) == sorted(ders)
+    for name, pem in files.items():
+        (der,) = build_layer.pem_certificates(pem)
+        assert name.rsplit(".", 1)[0] == build_layer.subject_hash(der), name
+
+
 def test_the_layer_stays_under_3_mb_zipped(built: Path) -> None:
     assert (built / "core-layer.zip").stat().st_size <= 3_000_000
 
