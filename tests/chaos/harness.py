@@ -26,6 +26,8 @@ from tests.support.stack_process import StackUrls
 FAULT_SHADOW_SECONDS = 35.0
 #: The grants table's stream poller, and any other the stack runs (local/streams.py).
 QUIET_TIMEOUT = 60.0
+#: How long the demo's list of app webhook deliveries must stay the same, once the queue is drained.
+SETTLED_FOR = 0.5
 
 
 class EventSink(Protocol):
@@ -121,7 +123,14 @@ class AppWebhookSink:
             while backlog():
                 assert time.monotonic() < deadline, "the app webhook queue never drained"
                 time.sleep(0.1)
-        _stable(lambda: len(httpx.get(f"{self.demo_url}/webhooks", timeout=10).json()["deliveries"]), 2.0)
+        # A drained queue means every delivery was answered: the poller deletes a message only after
+        # the handler's POST came back, and the demo records a delivery before it answers
+        # (local/app_webhooks.py, local/demo/app.py). The window only guards against a late straggler;
+        # it was 2 s, paid twice per sequence (about 40 s of the bounded campaign and its findings).
+        _stable(
+            lambda: len(httpx.get(f"{self.demo_url}/webhooks", timeout=10).json()["deliveries"]),
+            SETTLED_FOR,
+        )
 
 
 def _stable(read: Callable[[], int], quiet_for: float) -> None:

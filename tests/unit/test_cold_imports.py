@@ -3,6 +3,7 @@ interpreter, as Lambda loads it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -89,6 +90,16 @@ def modules_at_init(
     """(watched top-level packages, every module name) after importing the handler module
     (`function`: a directory under functions/, or any directory holding an app.py)."""
     folder = function if isinstance(function, Path) else ROOT / "functions" / function
+    watched, modules = _probe(folder, flavour, tracing)
+    return set(watched), set(modules)
+
+
+@functools.cache
+def _probe(folder: Path, flavour: str, tracing: bool) -> tuple[frozenset[str], frozenset[str]]:
+    """One fresh interpreter per (handler, flavour, tracing): what it imports at init does not change
+    within a run, so the tests that ask the same question share one probe (each probe costs a whole
+    interpreter start and the handler's imports, about a second on two cores). Each test still gets
+    its own copy and makes its own assertions; a tmp_path handler is a new folder, so a new probe."""
     env = {**os.environ, **ENV, "NYLAS_API": flavour, "PYTHONPATH": str(ROOT / "layers" / "core")}
     env.pop("LAMBDA_TASK_ROOT", None)
     env["POWERTOOLS_TRACE_DISABLED"] = "false" if tracing else "true"
@@ -103,7 +114,7 @@ def modules_at_init(
         cwd=folder,
     )
     watched_line, all_line = out.stdout.strip().splitlines()[-2:]
-    return {name.split(".")[0] for name in json.loads(watched_line)}, set(json.loads(all_line))
+    return frozenset(name.split(".")[0] for name in json.loads(watched_line)), frozenset(json.loads(all_line))
 
 
 def imported_at_init(function: str, flavour: str, *, tracing: bool = False) -> set[str]:
