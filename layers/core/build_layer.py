@@ -40,6 +40,7 @@ import os
 import py_compile
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,7 @@ _CANON_STRINGS = {
     0x1E: "utf-16-be",  # BMPString
 }
 _SPACE = b" \t\n\v\f\r"
+_SPACES = re.compile(b"[" + re.escape(_SPACE) + b"]+")
 
 
 def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
@@ -236,18 +238,8 @@ def _canonical_value(tag: int, raw: bytes) -> bytes:
     if tag not in _CANON_STRINGS:
         return _encode(tag, raw)
     text = raw.decode(_CANON_STRINGS[tag]).encode("utf-8").strip(_SPACE)
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c in _SPACE:
-            out.append(0x20)
-            while i < len(text) and text[i] in _SPACE:
-                i += 1
-            continue
-        out.append(c + 32 if 0x41 <= c <= 0x5A else c)
-        i += 1
-    return _encode(_UTF8STRING, bytes(out))
+    # Inner runs of white space become one space; bytes.lower() lowers ASCII letters only, as OpenSSL.
+    return _encode(_UTF8STRING, _SPACES.sub(b" ", text).lower())
 
 
 def subject_hash(der: bytes) -> str:
@@ -284,10 +276,7 @@ def write_ca_directory(bundle: Path, directory: Path) -> list[str]:
         n = 0
         while (directory / f"{stem}.{n}").exists():
             n += 1
-        body = base64.encodebytes(der).decode("ascii").replace("\n", "")
-        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-        pem = "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-        (directory / f"{stem}.{n}").write_text(pem, encoding="ascii")
+        (directory / f"{stem}.{n}").write_text(ssl.DER_cert_to_PEM_cert(der), encoding="ascii")
         names.append(f"{stem}.{n}")
     if not names:
         raise SystemExit(f"no certificate in {bundle}")
